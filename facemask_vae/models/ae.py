@@ -1,0 +1,26 @@
+"""The plain autoencoder: a deterministic code z = f(x), trained on reconstruction alone."""
+
+from __future__ import annotations
+
+import torch
+
+from facemask_vae.models.base import AutoEncoderBase, LossTerms
+
+
+class AE(AutoEncoderBase):
+    """Deterministic encoder -> z -> decoder; the loss is the reconstruction NLL only."""
+
+    has_kl = False
+
+    def __init__(self, **kwargs) -> None:
+        if kwargs.get("skip", "none") != "none" or kwargs.get("free_bits", 0.0) != 0.0:
+            raise ValueError("model.skip and model.free_bits are VAE options: the AE has neither")
+        super().__init__(**kwargs)
+
+    def encode_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.to_latent(self.encoder(x)[-1].flatten(1)).float()]
+
+    def loss_terms(self, x: torch.Tensor) -> LossTerms:
+        z = self.encode_all(x)[0]
+        out = self.decoder(z).out
+        return LossTerms(recon=self.likelihood.nll(out, x), out=out, mu=z)

@@ -1,0 +1,260 @@
+"""The LightningModule AE and VAE share: networks, likelihood, steps, logging, optimisers.
+
+Subclasses say how an image becomes latents and KL terms (:meth:`loss_terms`); everything a
+Trainer, a callback or the evaluation needs (steps, metrics, ``encode``/``decode``/
+``reconstruct``/``sample``/``interpolate``) lives here once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
+
+from facemask_vae.losses import Likelihood, apply_free_bits
+from facemask_vae.metrics import active_units
+from facemask_vae.models.networks import Decoder, Encoder, check_geometry
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+SCHEDULERS = (None, "cosine", "plateau")
+
+
+@dataclass
+class LossTerms:
+    """Per-image terms of one forward pass, in nats; ``kls`` holds B x G tensors, top level first."""
+
+    recon: torch.Tensor
+    out: torch.Tensor
+    mu: torch.Tensor
+    kls: list[torch.Tensor] = field(default_factory=list)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of flattened rows of ``a`` and ``b`` at fractions ``t``."""
+    fa, fb = a.flatten(1), b.flatten(1)
+    cos = (fa * fb).sum(1) / (fa.norm(dim=1) * fb.norm(dim=1)).clamp(min=1e-8)
+    omega = torch.arccos(cos.clamp(-1 + 1e-7, 1 - 1e-7)).unsqueeze(1)
+    so = torch.sin(omega)
+    t = t.view(-1, 1)
+    out = torch.where(
+        so.abs() < 1e-6,  # (anti)parallel: fall back to linear
+        (1 - t) * fa + t * fb,
+        torch.sin((1 - t) * omega) / so * fa + torch.sin(t * omega) / so * fb,
+    )
+    return out.view_as(a)
+
+
+class AutoEncoderBase(pl.LightningModule):
+    """Shared encoder/decoder LightningModule; ``beta`` weights the KL (set by annealing callbacks)."""
+
+    has_kl: bool = False
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        latent_dim: int = 128,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        block: str = "plain",
+        norm: str = "batch",
+        likelihood: str = "gaussian_learned",
+        sigma: float = 0.1,
+        optimizer: str = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: str | None = None,
+        channels_last: bool = True,
+        compile: bool = False,
+        name: str | None = None,
+        skip: str = "none",
+        skip_dropout: float = 0.0,
+        skip_latent_channels: int = 4,
+        free_bits: float = 0.0,
+        free_bits_per: str = "dim",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        widths = [int(w) for w in widths]
+        if int(latent_dim) < 1:
+            raise ValueError(f"model.latent_dim must be >= 1, got {latent_dim}")
+        check_geometry(int(image_size), len(widths), widths)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"model.optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}"
+            )
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"model.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"model.lr must be a positive number, got {lr}")
+        if free_bits < 0:
+            raise ValueError(f"model.free_bits must be >= 0, got {free_bits}")
+        self.image_size, self.latent_dim = int(image_size), int(latent_dim)
+        self.encoder = Encoder(widths, block, norm)
+        flat = widths[-1] * (self.image_size // 2 ** len(widths)) ** 2
+        self.to_latent = nn.Linear(flat, self.latent_dim * (2 if self.has_kl else 1))
+        self.decoder = Decoder(
+            widths,
+            self.latent_dim,
+            self.image_size,
+            block,
+            norm,
+            skip=skip,
+            skip_dropout=skip_dropout,
+            skip_latent_channels=skip_latent_channels,
+        )
+        self.likelihood = Likelihood(likelihood, sigma)
+        self.beta = 1.0
+        self.n_dims = 3 * self.image_size**2
+        self._mu_store: dict[str, list[torch.Tensor]] = {"train": [], "val": []}
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    # ---- what subclasses define -------------------------------------------------------------
+    def loss_terms(self, x: torch.Tensor) -> LossTerms:
+        raise NotImplementedError
+
+    def encode_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Latent codes of every level, top first (posterior means for VAEs)."""
+        raise NotImplementedError
+
+    # ---- inference API used by callbacks and evaluation ------------------------------------
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Top-level latent means (B x latent_dim): what t-SNE and the probes look at."""
+        with self._inference():
+            return self.encode_all(x)[0]
+
+    def decode(self, z: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Images in [0, 1] from top latents; skip levels at their prior means unless given."""
+        with self._inference():
+            dec = self.decoder(z, skips=skips, sample_skips=False)
+            return self.likelihood.mean(dec.out)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean reconstruction from the posterior means of every level."""
+        with self._inference():
+            codes = self.encode_all(x)
+            return self.decode(codes[0], codes[1:] or None)
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """n images decoded from the prior (every level drawn from its prior), as means in [0, 1]."""
+        with self._inference():
+            z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+            dec = self.decoder(z * temperature, temperature=temperature, generator=generator)
+            return self.likelihood.mean(dec.out)
+
+    def interpolate(
+        self, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8, mode: str = "linear"
+    ) -> torch.Tensor:
+        """Decode ``steps`` points between the codes of x1 and x2 (every level): B x steps x C x H x W."""
+        if mode not in ("linear", "slerp"):
+            raise ValueError(f"interpolation mode must be 'linear' or 'slerp', got {mode!r}")
+        with self._inference():
+            a, b = self.encode_all(x1), self.encode_all(x2)
+            n = x1.shape[0]
+            t = torch.linspace(0, 1, steps, device=x1.device).repeat(n)
+            rows = []
+            for ca, cb in zip(a, b, strict=True):
+                ca = ca.repeat_interleave(steps, 0)
+                cb = cb.repeat_interleave(steps, 0)
+                if mode == "slerp":
+                    rows.append(slerp(ca, cb, t))
+                else:
+                    tt = t.view(-1, *([1] * (ca.dim() - 1)))
+                    rows.append((1 - tt) * ca + tt * cb)
+            images = self.decode(rows[0], rows[1:] or None)
+            return images.view(n, steps, *images.shape[1:])
+
+    # ---- training ----------------------------------------------------------------------------
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, _ = batch
+        terms = self.loss_terms(x)
+        recon = terms.recon.mean()
+        kl_levels = [k.sum(dim=1).mean() for k in terms.kls]
+        kl = torch.stack(kl_levels).sum() if kl_levels else recon.new_zeros(())
+        fb, per = self.hparams.free_bits, self.hparams.free_bits_per
+        kl_objective = (
+            torch.stack([apply_free_bits(k, fb, per) for k in terms.kls]).sum() if terms.kls else kl
+        )
+        loss = recon + self.beta * kl_objective
+        on_step = stage == "train"
+        log = {f"{stage}/loss": loss, f"{stage}/recon": recon}
+        if self.has_kl:
+            log |= {f"{stage}/kl": kl, f"{stage}/elbo": -(recon + kl), f"{stage}/beta": self.beta}
+            if len(kl_levels) > 1:
+                log |= {f"{stage}/kl_level{i}": v for i, v in enumerate(kl_levels)}
+        with torch.no_grad():
+            xm = self.likelihood.mean(terms.out).clamp(0, 1)
+            xf = x.float()
+            log[f"{stage}/psnr"] = peak_signal_noise_ratio(xm, xf, data_range=1.0)
+            log[f"{stage}/ssim"] = structural_similarity_index_measure(xm, xf, data_range=1.0)
+        self.log_dict(
+            log, on_step=on_step, on_epoch=True, batch_size=x.shape[0], sync_dist=not on_step
+        )
+        if stage in self._mu_store:
+            self._mu_store[stage].append(terms.mu.detach().float())
+        return loss
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        # Optimise nats per dimension: Adam is scale-free, but gradient clipping and weight
+        # decay are not, and per-dimension keeps their settings meaningful at any image size.
+        return self._step(batch, "train") / self.n_dims
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _log_active_units(self, stage: str) -> None:
+        mus = self._mu_store[stage]
+        if mus:
+            mu = torch.cat(mus)
+            if mu.shape[0] > 1:
+                self.log(f"{stage}/active_units", float(active_units(mu)), sync_dist=True)
+        mus.clear()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_active_units("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_active_units("val")
+
+    def configure_model(self) -> None:
+        if self.hparams.compile:
+            self.encoder = torch.compile(self.encoder)
+            self.decoder = torch.compile(self.decoder)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        opt = OPTIMIZERS[hp.optimizer](self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "cosine":
+            total = max(int(self.trainer.estimated_stepping_batches), 1)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if hp.scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=3)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss"}}
+        return opt

@@ -1,0 +1,203 @@
+"""The convolutional encoder and decoder every model uses, with optional U-Net skip connections.
+
+Resolution plan for ``image_size`` S and ``depth`` D: the encoder's stage l (1..D) halves the
+resolution and yields a feature h_l at S / 2**l; the top latent z is read from h_D. The decoder
+walks back up and, at each resolution S / 2**l, may merge a skip from h_l:
+
+* ``skip='none'``: no skips (a plain VAE / AE).
+* ``skip='deterministic'``: h_l itself, dropped as a whole tensor per image with probability
+  ``skip_dropout`` while training and absent (zeros) when sampling.
+* ``skip='variational'``: a small spatial latent z_l with posterior q(z_l | h_l, decoder state)
+  and a top-down prior p(z_l | decoder state), as in Ladder VAE / NVAE. Sampling draws every
+  level from its prior, so the model stays generative, and each level pays its own KL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from facemask_vae.losses import kl_normal, soft_clamp
+from facemask_vae.models.layers import ConvBlock, Down, Up
+
+SKIPS = ("none", "deterministic", "variational")
+LOGVAR_BOUND = 10.0  # exp(+-10) spans 4.5e-5 .. 2.2e4 in variance: no overflow, ample range
+
+
+def check_geometry(image_size: int, depth: int, widths: list[int]) -> None:
+    """Refuse an image size the stride-2 stages cannot halve down evenly, with a fix to try."""
+    if depth < 1:
+        raise ValueError(f"model.depth must be >= 1, got {depth}")
+    if len(widths) != depth:
+        raise ValueError(f"model.widths needs one width per stage ({depth}), got {list(widths)}")
+    if image_size % (2**depth) != 0 or image_size // (2**depth) < 1:
+        ok = [s for s in (32, 64, 96, 128, 256) if s % (2**depth) == 0]
+        raise ValueError(
+            f"data.image_size={image_size} is not divisible by 2**model.depth = {2**depth}: "
+            f"use an image size such as {ok} or change model.depth."
+        )
+
+
+@dataclass
+class DecoderOutput:
+    """Raw decoder output and the KL of every skip level (B x C per level, summed over space)."""
+
+    out: torch.Tensor
+    skip_kls: list[torch.Tensor] = field(default_factory=list)
+    skip_means: list[torch.Tensor] = field(default_factory=list)
+
+
+class Encoder(nn.Module):
+    """x -> features [h_1, ..., h_D] (finest first) and the flattened top feature."""
+
+    def __init__(self, widths: list[int], block: str, norm: str) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, widths[0], 3, padding=1)
+        chans = [widths[0], *widths]
+        self.stages = nn.ModuleList(
+            Down(chans[i], chans[i + 1], block, norm) for i in range(len(widths))
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = self.stem(x)
+        feats = []
+        for stage in self.stages:
+            h = stage(h)
+            feats.append(h)
+        return feats
+
+
+class VariationalSkip(nn.Module):
+    """One ladder level: prior from the decoder state, posterior residual on it from h_l."""
+
+    def __init__(self, feat_ch: int, dec_ch: int, latent_ch: int) -> None:
+        super().__init__()
+        self.prior = nn.Conv2d(dec_ch, 2 * latent_ch, 3, padding=1)
+        self.posterior = nn.Sequential(
+            ConvBlock(feat_ch + dec_ch, dec_ch, "plain", "none"),
+            nn.Conv2d(dec_ch, 2 * latent_ch, 3, padding=1),
+        )
+        self.project = nn.Conv2d(latent_ch, dec_ch, 3, padding=1)
+        # start the posterior at the prior: no KL and no noise from untrained skip levels
+        nn.init.zeros_(self.posterior[-1].weight)
+        nn.init.zeros_(self.posterior[-1].bias)
+
+    def prior_params(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.prior(d).float().chunk(2, dim=1)
+        return mu, soft_clamp(logvar, LOGVAR_BOUND)
+
+    def posterior_params(
+        self, h: torch.Tensor, d: torch.Tensor, prior: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        dmu, dlogvar = self.posterior(torch.cat([h, d], dim=1)).float().chunk(2, dim=1)
+        return prior[0] + dmu, soft_clamp(prior[1] + dlogvar, LOGVAR_BOUND)
+
+
+class Decoder(nn.Module):
+    """z -> raw image output, merging skips at each resolution according to ``skip``."""
+
+    def __init__(
+        self,
+        widths: list[int],
+        latent_dim: int,
+        image_size: int,
+        block: str,
+        norm: str,
+        skip: str = "none",
+        skip_dropout: float = 0.0,
+        skip_latent_channels: int = 4,
+    ) -> None:
+        super().__init__()
+        if skip not in SKIPS:
+            raise ValueError(f"model.skip must be one of {SKIPS}, got {skip!r}")
+        if not 0.0 <= skip_dropout <= 1.0:
+            raise ValueError(f"model.skip_dropout is a probability in [0, 1], got {skip_dropout}")
+        if skip_latent_channels < 1:
+            raise ValueError(f"model.skip_latent_channels must be >= 1, got {skip_latent_channels}")
+        self.skip, self.skip_dropout = skip, skip_dropout
+        depth = len(widths)
+        self.bottom = image_size // 2**depth
+        self.top_ch = widths[-1]
+        self.fc = nn.Linear(latent_dim, self.top_ch * self.bottom**2)
+        # decoder level l (coarsest first) works at the resolution and width of encoder h_{D-l}
+        rev = list(reversed(widths))
+        self.stages = nn.ModuleList(
+            Up(rev[i], rev[min(i + 1, depth - 1)], block, norm) for i in range(depth)
+        )
+        if skip == "deterministic":
+            self.merges = nn.ModuleList(nn.Conv2d(c, c, 1) for c in rev)
+        elif skip == "variational":
+            self.ladder = nn.ModuleList(VariationalSkip(c, c, skip_latent_channels) for c in rev)
+        self.head = nn.Sequential(
+            ConvBlock(rev[-1], rev[-1], block, norm), nn.Conv2d(rev[-1], 3, 3, padding=1)
+        )
+
+    @property
+    def n_skips(self) -> int:
+        return 0 if self.skip == "none" else len(self.stages)
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        feats: list[torch.Tensor] | None = None,
+        skips: list[torch.Tensor] | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        sample_skips: bool = True,
+    ) -> DecoderOutput:
+        """Decode z.
+
+        Args:
+            feats: encoder features [h_1..h_D] (finest first) when reconstructing; None when
+                generating.
+            skips: explicit skip codes, coarsest first (variational: z_l; deterministic: h_l);
+                they override ``feats`` (used to decode interpolated or swapped latents).
+            temperature: scales the prior/posterior noise of the skip latents.
+            sample_skips: draw z_l (True) or take the means (False) for variational skips.
+        """
+        d = self.fc(z).view(-1, self.top_ch, self.bottom, self.bottom)
+        rev_feats = list(reversed(feats)) if feats is not None else None
+        result = DecoderOutput(out=d)
+        for level, stage in enumerate(self.stages):
+            if self.skip == "deterministic":
+                s = self._deterministic_skip(d, level, rev_feats, skips)
+                d = d + self.merges[level](s)
+            elif self.skip == "variational":
+                zl, kl, mean = self._variational_skip(
+                    d, level, rev_feats, skips, temperature, generator, sample_skips
+                )
+                d = d + self.ladder[level].project(zl.to(d.dtype))
+                if kl is not None:
+                    result.skip_kls.append(kl)
+                result.skip_means.append(mean)
+            d = stage(d)
+        result.out = self.head(d)
+        return result
+
+    def _deterministic_skip(self, d, level, rev_feats, skips) -> torch.Tensor:
+        if skips is not None:
+            return skips[level].to(d.dtype)
+        if rev_feats is None:  # generating: there is no encoder feature to pass
+            return torch.zeros_like(d)
+        s = rev_feats[level]
+        if self.training and self.skip_dropout > 0:
+            keep = torch.rand(s.shape[0], 1, 1, 1, device=s.device) >= self.skip_dropout
+            s = s * keep.to(s.dtype)
+        return s
+
+    def _variational_skip(self, d, level, rev_feats, skips, temperature, generator, sample):
+        ladder = self.ladder[level]
+        prior = ladder.prior_params(d)
+        if skips is not None:
+            return skips[level].float(), None, skips[level].float()
+        if rev_feats is None:
+            mu, logvar, kl = prior[0], prior[1], None
+        else:
+            mu, logvar = ladder.posterior_params(rev_feats[level], d, prior)
+            kl = kl_normal(mu, logvar, *prior).sum(dim=(2, 3))  # B x C
+        if not sample:
+            return mu, kl, mu
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + temperature * eps * (0.5 * logvar).exp(), kl, mu

@@ -1,0 +1,69 @@
+"""What ``train.py`` runs: build everything from a composed config, fit, test, report paths."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from facemask_vae.config import validate_train_config
+
+log = logging.getLogger(__name__)
+
+
+def build_callbacks(cfg: DictConfig, model: pl.LightningModule) -> list[pl.Callback]:
+    """The callbacks of ``cfg.callbacks`` plus the KL annealing for models that have a KL."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if cfg.get("anneal") is not None:
+        if model.has_kl:
+            callbacks.append(instantiate(cfg.anneal))
+        else:
+            log.info(
+                "model=%s has no KL term: the anneal group (%s) is ignored",
+                cfg.model.get("name"),
+                cfg.anneal.get("name"),
+            )
+    return callbacks
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit (and test) the configured model; returns the final metrics and where things are."""
+    validate_train_config(cfg)
+    pl.seed_everything(int(cfg.seed), workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    callbacks = build_callbacks(cfg, model)
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    for lg in loggers:
+        lg.log_hyperparams(resolved)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
+    if cfg.get("test"):
+        ckpt = best if best else None
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        metrics |= {k: float(v) for k, v in (results[0] if results else {}).items()}
+
+    if trainer.is_global_zero:
+        tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
+        log.info("run directory:   %s", out_dir)
+        if tb is not None:
+            log.info("tensorboard:     tensorboard --logdir %s", tb.log_dir)
+        log.info("best checkpoint: %s", best or "(none saved)")
+    return {"metrics": metrics, "output_dir": str(out_dir), "best_checkpoint": best}
