@@ -40,7 +40,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
+    # plain containers in hparams keep checkpoints loadable with torch.load(weights_only=True)
+    model = instantiate(cfg.model, _convert_="all")
     callbacks = build_callbacks(cfg, model)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

@@ -47,17 +47,21 @@ class ConvBlock(nn.Module):
 
 
 class Down(nn.Module):
-    """One encoder stage: a block at the current resolution, then a stride-2 conv halving it."""
+    """One encoder stage: a stride-2 conv halving the resolution, then a block at the new one.
+
+    Downsampling first keeps full-resolution work to the stem: on a CPU the wide-and-large
+    early layers cost most of the time and add little.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, block: str, norm: str) -> None:
         super().__init__()
-        self.block = ConvBlock(in_ch, in_ch, block, norm)
         self.down = nn.Sequential(
             nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1), make_norm(norm, out_ch), nn.SiLU()
         )
+        self.block = ConvBlock(out_ch, out_ch, block, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.block(x))
+        return self.block(self.down(x))
 
 
 class Up(nn.Module):

@@ -130,9 +130,7 @@ class Decoder(nn.Module):
             self.merges = nn.ModuleList(nn.Conv2d(c, c, 1) for c in rev)
         elif skip == "variational":
             self.ladder = nn.ModuleList(VariationalSkip(c, c, skip_latent_channels) for c in rev)
-        self.head = nn.Sequential(
-            ConvBlock(rev[-1], rev[-1], block, norm), nn.Conv2d(rev[-1], 3, 3, padding=1)
-        )
+        self.head = nn.Conv2d(rev[-1], 3, 3, padding=1)
 
     @property
     def n_skips(self) -> int:
