@@ -1,4 +1,4 @@
-"""Train a model: python train.py [model=ae|vae|vae_unet] [anneal=constant|linear|sigmoid|cyclic|controlled] ...
+"""Train a model: python train.py [model=ae|vae|vae_unet] [anneal=linear|cyclic|...] [data=synthetic]
 
 Thin on purpose: compose the config, hand it to facemask_vae.training.train.
 """
@@ -7,14 +7,15 @@ import hydra
 from omegaconf import DictConfig
 
 import facemask_vae.config  # noqa: F401  (registers the config resolvers)
+from facemask_vae.errors import friendly_errors
 from facemask_vae.training import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    result = train(cfg)
-    # the value Hydra sweepers optimise: the validation ELBO (higher is better) or AE loss
-    metrics = result["metrics"]
+    with friendly_errors():
+        metrics = train(cfg)["metrics"]
+    # what a Hydra sweeper would optimise: the validation ELBO, or the AE's validation loss
     return metrics.get("val/elbo", metrics.get("val/loss"))
 
 

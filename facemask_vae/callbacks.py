@@ -7,7 +7,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from torchvision.utils import make_grid, save_image
 
 
@@ -75,3 +75,55 @@ class ImageLogger(pl.Callback):
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
                     logger.experiment.add_image(f"images/{name}", grid, trainer.global_step)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the message has the step and last finite values."""
+
+
+class NonFiniteGuard(pl.Callback):
+    """Stops training on a non-finite loss, or skips that batch's update (``action='skip'``).
+
+    It runs before the optimiser step, so a bad batch never reaches the weights: ``skip`` drops
+    every gradient of that step (optimisers leave parameters without a gradient untouched).
+    Reading the loss is one host sync per step, small beside a step on any device.
+    """
+
+    def __init__(self, action: str = "raise", max_skips: int = 100) -> None:
+        if action not in ("raise", "skip"):
+            raise ValueError(
+                f"callbacks.nonfinite.action must be 'raise' or 'skip', got {action!r}"
+            )
+        self.action, self.max_skips = action, max_skips
+        self.skipped = 0
+        self.last_finite: dict[str, float] | None = None
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        terms = getattr(pl_module, "last_terms", None)
+        if not terms:
+            return
+        values = {k: float(v) for k, v in terms.items()}
+        if all(v == v and abs(v) != float("inf") for v in values.values()):
+            self.last_finite = {"step": trainer.global_step, **values}
+            return
+        if self.action == "skip" and self.skipped < self.max_skips:
+            self.skipped += 1
+            for p in pl_module.parameters():
+                p.grad = None
+            rank_zero_warn(
+                f"non-finite loss at step {trainer.global_step} ({values}): batch skipped "
+                f"({self.skipped} so far, at most {self.max_skips})"
+            )
+            return
+        raise NonFiniteLossError(
+            f"non-finite loss at step {trainer.global_step}: {values}. Last finite values: "
+            f"{self.last_finite or 'none yet'}. Try a lower model.lr, gradient clipping "
+            "(trainer.gradient_clip_val), trainer.precision=32-true, or "
+            "callbacks.nonfinite.action=skip to drop such batches."
+        )
+
+    def state_dict(self) -> dict[str, int]:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.skipped = int(state_dict.get("skipped", 0))

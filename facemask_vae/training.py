@@ -51,7 +51,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for lg in loggers:
         lg.log_hyperparams(resolved)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    # weights_only: a checkpoint that carries pickled code is refused, never run
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)

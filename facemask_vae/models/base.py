@@ -113,6 +113,7 @@ class AutoEncoderBase(pl.LightningModule):
         )
         self.likelihood = Likelihood(likelihood, sigma)
         self.beta = 1.0
+        self.last_terms: dict[str, torch.Tensor] = {}
         self.n_dims = 3 * self.image_size**2
         self._mu_store: dict[str, list[torch.Tensor]] = {"train": [], "val": []}
         if channels_last:
@@ -211,6 +212,8 @@ class AutoEncoderBase(pl.LightningModule):
         self.log_dict(
             log, on_step=on_step, on_epoch=True, batch_size=x.shape[0], sync_dist=not on_step
         )
+        if on_step:  # read by the NonFiniteGuard callback before the optimiser step
+            self.last_terms = {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach()}
         if stage in self._mu_store:
             self._mu_store[stage].append(terms.mu.detach().float())
         return loss

@@ -1,0 +1,309 @@
+"""Training and evaluation speed of every model, against a plain reference, measured side by side.
+
+    python benchmarks/speed.py --quick --out benchmarks/results/speed_quick.json
+    python benchmarks/speed.py --out benchmarks/results/speed.json      # adds 128 px
+
+Per model and image size it reports: training images/s of the project's default path (Lightning
+Trainer, the default precision, channels_last, the decoded-image cache) and of a plain reference
+in the same process on the same data and model (eager, float32, contiguous memory, a DataLoader
+that decodes the JPEGs from disk every epoch), evaluation images/s, GFLOP per training image and
+the GFLOP/s achieved, and the peak resident memory of a process that trains that model. For the
+data module: the cache build time and the cached load time. Data: FACEMASK_ROOT when set (the
+real Face Mask 12K), else synthetic faces written to disk as JPEGs in the Kaggle layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MODELS = {
+    "ae": ("facemask_vae.models.AE", {}),
+    "vae": ("facemask_vae.models.VAE", {"skip": "none"}),
+    "vae_unet": ("facemask_vae.models.VAE", {"skip": "variational"}),
+}
+
+
+def write_synthetic_jpegs(root: Path, n_train: int, size: int = 128) -> Path:
+    """A Kaggle-layout folder of synthetic JPEGs, for machines without the real data."""
+    from PIL import Image
+
+    from facemask_vae.data.base import CLASSES, SPLITS
+    from facemask_vae.data.synthetic import generate_faces
+
+    base = root / "Face Mask Dataset"
+    counts = {"train": n_train, "val": max(n_train // 10, 64), "test": max(n_train // 10, 64)}
+    for seed, (split, n) in enumerate(counts.items()):
+        images, labels = generate_faces(n, image_size=size, seed=1000 + seed)[:2]
+        names = {v: k for k, v in CLASSES.items()}
+        for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
+            d = base / SPLITS[split] / names[int(lab)]
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img.permute(1, 2, 0).numpy()).save(d / f"{i}.jpg", quality=95)
+    return base
+
+
+def machine() -> dict:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in flags.splitlines() if ln.startswith("model name")),
+        "",
+    )
+    return {
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "amx_bf16": "amx_bf16" in flags,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "cuda": torch.cuda.is_available(),
+    }
+
+
+def _build(name: str, image_size: int, channels_last: bool):
+    from hydra.utils import get_class
+
+    target, kw = MODELS[name]
+    return get_class(target)(image_size=image_size, channels_last=channels_last, **kw)
+
+
+def flops_per_image(name: str, image_size: int, batch: int = 8) -> float:
+    """Forward + backward FLOPs of one training step, per image (torch's FLOP counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _build(name, image_size, channels_last=False)
+    x = torch.rand(batch, 3, image_size, image_size)
+    with FlopCounterMode(display=False) as counter:
+        terms = model.loss_terms(x)
+        loss = terms.recon.mean() + sum(k.sum(1).mean() for k in terms.kls)
+        loss.backward()
+    return counter.get_total_flops() / batch
+
+
+class _Clock:
+    """Lightning callback: timestamps after each training batch, to time steady-state steps."""
+
+    def __init__(self):
+        import pytorch_lightning as pl
+
+        class Clock(pl.Callback):
+            def __init__(self):
+                self.stamps: list[float] = []
+
+            def on_train_batch_end(self, *args, **kwargs):
+                self.stamps.append(time.perf_counter())
+
+        self.callback = Clock()
+
+
+def time_default_training(name: str, dm, image_size: int, steps: int, warmup: int) -> dict:
+    """The project's default path: Lightning Trainer, default precision, channels_last, cache."""
+    import pytorch_lightning as pl
+
+    from facemask_vae.config import auto_precision
+
+    model = _build(name, image_size, channels_last=True)
+    clock = _Clock().callback
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        precision=auto_precision(),
+        max_steps=steps + warmup,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[clock],
+        gradient_clip_val=1.0,
+    )
+    trainer.fit(model, datamodule=dm)
+    s = clock.stamps
+    dt = s[-1] - s[warmup - 1]
+    return {
+        "train_img_per_s": dm.batch_size * (len(s) - warmup) / dt,
+        "precision": auto_precision(),
+    }
+
+
+def time_reference_training(
+    name: str, folder: Path, image_size: int, batch: int, steps: int, warmup: int
+) -> float:
+    """A plain loop: eager float32, contiguous tensors, JPEGs decoded by a DataLoader each epoch."""
+    from torchvision import datasets, transforms
+
+    tf = transforms.Compose(
+        [
+            transforms.Resize(image_size),
+            transforms.CenterCrop(image_size),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+        ]
+    )
+    ds = datasets.ImageFolder(str(folder / "Train"), transform=tf)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=batch, shuffle=True, num_workers=0, drop_last=True
+    )
+    model = _build(name, image_size, channels_last=False)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    done, t0 = 0, None
+    while done < steps + warmup:
+        for x, _ in loader:
+            terms = model.loss_terms(x)
+            loss = terms.recon.mean() + sum(k.sum(1).mean() for k in terms.kls)
+            opt.zero_grad()
+            (loss / x[0].numel()).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            done += 1
+            if done == warmup:
+                t0 = time.perf_counter()
+            if done == steps + warmup:
+                break
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def time_evaluation(name: str, dm, image_size: int, batches: int) -> float:
+    """Reconstruction throughput of the test split in the default precision."""
+    from facemask_vae.config import auto_precision
+
+    model = _build(name, image_size, channels_last=True).eval()
+    dm.setup("test")
+    loader = dm.test_dataloader()
+    bf16 = auto_precision().startswith("bf16")
+    n, t0 = 0, None
+    for i, batch in enumerate(loader):
+        x, _ = dm.on_after_batch_transfer(batch, 0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model.reconstruct(x)
+        if i == 0:
+            t0 = time.perf_counter()
+        else:
+            n += x.shape[0]
+        if i >= batches:
+            break
+    return n / (time.perf_counter() - t0)
+
+
+def child(args) -> dict:
+    """One model at one size, in its own process so its peak memory is its own."""
+    from facemask_vae.data.facemask import FaceMaskDataModule
+
+    dm = FaceMaskDataModule(
+        root=args.data, image_size=args.size, batch_size=args.batch, cache_dir=args.cache
+    )
+    res = time_default_training(args.model, dm, args.size, args.steps, args.warmup)
+    res["reference_train_img_per_s"] = time_reference_training(
+        args.model, Path(args.data), args.size, args.batch, args.steps, args.warmup
+    )
+    res["speedup"] = res["train_img_per_s"] / res["reference_train_img_per_s"]
+    res["eval_img_per_s"] = time_evaluation(args.model, dm, args.size, batches=5)
+    res["gflop_per_train_image"] = flops_per_image(args.model, args.size) / 1e9
+    res["achieved_gflop_per_s"] = res["gflop_per_train_image"] * res["train_img_per_s"]
+    res["epoch_seconds_10023_images"] = 10023 / res["train_img_per_s"]
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return res
+
+
+def time_cache(data: Path, cache: Path, size: int) -> dict:
+    from facemask_vae.data.facemask import FaceMaskDataModule
+
+    t0 = time.perf_counter()
+    FaceMaskDataModule(root=str(data), image_size=size, cache_dir=str(cache)).setup(None)
+    build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dm = FaceMaskDataModule(root=str(data), image_size=size, cache_dir=str(cache))
+    dm.setup(None)
+    load = time.perf_counter() - t0
+    n = sum(len(d) for d in dm.datasets.values())
+    return {"images": n, "cache_build_s": build, "cached_load_s": load}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="64 px only, fewer steps")
+    p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--models", default="ae,vae,vae_unet")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, default=64, help=argparse.SUPPRESS)
+    p.add_argument("--steps", type=int, default=20, help=argparse.SUPPRESS)
+    p.add_argument("--warmup", type=int, default=3, help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    p.add_argument("--cache", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(child(args)))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="facemask-bench-"))
+    data = os.environ.get("FACEMASK_ROOT")
+    source = "FACEMASK_ROOT (real Face Mask 12K)"
+    if not data:
+        data = str(write_synthetic_jpegs(work, n_train=2000 if args.quick else 4000))
+        source = "synthetic JPEGs written for the benchmark"
+    sizes = [64] if args.quick else [64, 128]
+    steps = 8 if args.quick else 20
+    result = {
+        "machine": machine(),
+        "data": source,
+        "batch_size": args.batch,
+        "steps_timed": steps,
+        "models": {},
+        "data_module": {},
+    }
+    for size in sizes:
+        cache = work / f"cache{size}"
+        result["data_module"][f"{size}px"] = time_cache(Path(data), cache, size)
+        print(f"data module {size}px: {result['data_module'][f'{size}px']}", flush=True)
+        for name in args.models.split(","):
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                "--model",
+                name,
+                "--size",
+                str(size),
+                "--batch",
+                str(args.batch),
+                "--steps",
+                str(steps),
+                "--data",
+                data,
+                "--cache",
+                str(cache),
+            ]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                raise SystemExit(f"benchmark of {name} at {size}px failed:\n{out.stderr[-4000:]}")
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            key = name if size == 64 else f"{name}@{size}"
+            result["models"][key] = res
+            print(
+                f"{key}: {json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()})}",
+                flush=True,
+            )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""End-to-end training on the synthetic data: learning, logging, resume, sweeps, DDP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, TINY, compose_config
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from facemask_vae.annealing import Cyclic
+from facemask_vae.training import train
+
+
+def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = compose_config(
+        [*TINY, "model=vae_unet", "anneal=linear", "anneal.warmup_steps=6", "trainer.max_epochs=2"],
+        out,
+    )
+    return out, train(cfg)
+
+
+def test_two_epochs_lower_the_validation_loss_and_log_scalars(two_epoch_run):
+    out, result = two_epoch_run
+    scalars = _scalars(out)
+    val = [v for _, v in scalars["val/loss"]]
+    assert len(val) == 2 and val[1] < val[0]
+    for tag in (
+        "train/loss_step",
+        "train/recon_step",
+        "train/kl_step",
+        "train/beta_step",
+        "val/elbo",
+        "val/psnr",
+        "val/ssim",
+        "val/active_units",
+        "val/kl_level1",
+    ):
+        assert tag in scalars, tag
+    betas = [v for _, v in scalars["train/beta_step"]]
+    assert betas[0] < betas[-1] == pytest.approx(1.0)  # the warm-up ran
+    assert "test/elbo" in result["metrics"]
+
+
+def test_run_writes_images_checkpoints_and_resolved_config(two_epoch_run):
+    out, result = two_epoch_run
+    acc = EventAccumulator(str(out), size_guidance={"images": 0})
+    acc.Reload()
+    assert {"images/recon", "images/samples", "images/interpolation"} <= set(acc.Tags()["images"])
+    assert sorted(p.name for p in (out / "images").glob("*epoch001.png")) == [
+        "interpolation_epoch001.png",
+        "recon_epoch001.png",
+        "samples_epoch001.png",
+    ]
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert Path(result["best_checkpoint"]).is_file()
+    text = (out / "config.yaml").read_text()
+    assert "${" not in text and "vae_unet-linear" in text
+
+
+def test_resumed_run_continues_its_annealing_schedule(tmp_path):
+    sched = ["anneal=cyclic", "anneal.n_cycles=1", "anneal.ratio=1.0"]
+    first = compose_config(
+        [*TINY, "model=vae", *sched, "trainer.max_epochs=1", "test=false"], tmp_path
+    )
+    train(first)
+    steps_per_epoch = 192 // 32
+    resumed = compose_config(
+        [*TINY, "model=vae", *sched, "trainer.max_epochs=2", "test=false", "ckpt_path=last"],
+        tmp_path,
+    )
+    train(resumed)
+    betas = dict(_scalars(tmp_path)["train/beta_step"])
+    total = 2 * steps_per_epoch
+    # the second epoch's betas follow the 2-epoch schedule from where the first stopped
+    later = {s: b for s, b in betas.items() if s >= steps_per_epoch}
+    assert later, betas
+    for step, beta in later.items():
+        # logged after the optimiser step: the beta used at step s-1
+        assert beta == pytest.approx(Cyclic(n_cycles=1, ratio=1.0)(step - 1, total), abs=1e-6)
+
+
+def test_ae_ignores_the_anneal_group(tmp_path, caplog):
+    cfg = compose_config(
+        [*TINY, "model=ae", "anneal=cyclic", "trainer.max_epochs=1", "test=false"], tmp_path
+    )
+    with caplog.at_level("INFO"):
+        train(cfg)
+    assert sum("anneal group" in r.getMessage() for r in caplog.records) == 1
+    assert "train/beta_step" not in _scalars(tmp_path)
+
+
+def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_multirun_of_two_schedules_makes_two_named_run_dirs(tmp_path):
+    proc = _run(
+        [
+            "-m",
+            *TINY,
+            "trainer=debug",
+            "anneal=constant,cyclic",
+            "model=vae",
+            "hydra.sweep.dir=" + str(tmp_path / "sweep"),
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dirs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert dirs == ["0_vae-constant", "1_vae-cyclic"]
+
+
+@pytest.mark.parametrize(
+    "experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+)
+def test_every_experiment_runs_as_a_fast_dev_run_multirun(tmp_path, experiment):
+    proc = _run(
+        [
+            f"experiment={experiment}",
+            *TINY,
+            "trainer=debug",
+            "hydra.sweep.dir=" + str(tmp_path / "sweep"),
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = [p for p in (tmp_path / "sweep").iterdir() if p.is_dir()]
+    assert len(jobs) >= 2
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path):
+    proc = _run(
+        [
+            *TINY,
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.max_epochs=1",
+            "model=vae",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
