@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, TINY, compose_config
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from facemask_vae.annealing import Cyclic
@@ -134,8 +136,13 @@ def test_multirun_of_two_schedules_makes_two_named_run_dirs(tmp_path):
     "experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 )
 def test_every_experiment_runs_as_a_fast_dev_run_multirun(tmp_path, experiment):
+    """Every conf/experiment/* composes and runs, one job per point of its sweep."""
+    spec = OmegaConf.load(ROOT / "conf" / "experiment" / f"{experiment}.yaml")
+    params = OmegaConf.select(spec, "hydra.sweeper.params") or {}
+    expected = math.prod(len(str(v).split(",")) for v in params.values())
     proc = _run(
         [
+            "-m",
             f"experiment={experiment}",
             *TINY,
             "trainer=debug",
@@ -145,7 +152,8 @@ def test_every_experiment_runs_as_a_fast_dev_run_multirun(tmp_path, experiment):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = [p for p in (tmp_path / "sweep").iterdir() if p.is_dir()]
-    assert len(jobs) >= 2
+    assert len(jobs) == expected
+    assert all((job / "config.yaml").is_file() for job in jobs)
 
 
 @pytest.mark.slow

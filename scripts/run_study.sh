@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The real-data study of docs/results.md, stage by stage; each stage's runs land in logs/study/.
+#   FACEMASK_ROOT=".../Face Mask Dataset" scripts/run_study.sh [stage ...]
+# Stages: models anneal arch seeds (training) and eval_models eval_anneal eval_arch eval_seeds.
+# Long on 2 CPU cores (10 epochs of the U-Net VAE take ~8 min): run it in the background.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+OUT=logs/study
+mkdir -p "$OUT"
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(models eval_models anneal eval_anneal arch eval_arch seeds eval_seeds)
+
+runs_of() { find "$@" -mindepth 1 -maxdepth 1 -type d -name '[0-9]*_*' | sort | paste -sd, -; }
+
+evaluate() {  # evaluate <name> <run dir>...: report under logs/study/eval/<name>
+  local name=$1; shift
+  local runs; runs=$(printf '%s,' "$@"); runs=${runs%,}
+  $PY eval.py "runs=[$runs]" hydra.run.dir="$OUT/eval/$name" 2>&1 | tail -n 3
+}
+
+for stage in "${stages[@]}"; do
+  echo "== $stage $(date -u +%FT%TZ)"
+  case $stage in
+    models) $PY train.py experiment=ae_vs_vae hydra.sweep.dir="$OUT/ae_vs_vae/seed42" ;;
+    anneal) $PY train.py experiment=anneal_sweep hydra.sweep.dir="$OUT/anneal_sweep" ;;
+    arch)
+      $PY train.py experiment=resnet_blocks hydra.run.dir="$OUT/arch/resnet_blocks"
+      $PY train.py experiment=no_augment hydra.run.dir="$OUT/arch/no_augment" ;;
+    seeds)
+      for s in 1 2; do
+        $PY train.py experiment=ae_vs_vae seed=$s hydra.sweep.dir="$OUT/ae_vs_vae/seed$s"
+      done ;;
+    eval_models) IFS=, read -ra r <<< "$(runs_of $OUT/ae_vs_vae/seed42)"; evaluate ae_vs_vae "${r[@]}" ;;
+    eval_anneal) IFS=, read -ra r <<< "$(runs_of $OUT/anneal_sweep)"; evaluate anneal_sweep "${r[@]}" ;;
+    eval_arch)
+      evaluate arch "$OUT/ae_vs_vae/seed42/2_vae_unet-linear" "$OUT/arch/resnet_blocks" \
+        "$OUT/arch/no_augment" ;;
+    eval_seeds)  # seed 42 is eval_models' report
+      for s in 1 2; do
+        IFS=, read -ra r <<< "$(runs_of $OUT/ae_vs_vae/seed$s)"
+        evaluate "ae_vs_vae_seed$s" "${r[@]}"
+      done ;;
+    *) echo "unknown stage $stage" >&2; exit 2 ;;
+  esac
+done
+echo "== done $(date -u +%FT%TZ)"
