@@ -1,4 +1,4 @@
-"""Finding and safely loading trained runs: a run directory or a checkpoint file -> a model.
+"""Writing checkpoints atomically, and finding and safely loading trained runs.
 
 A run directory (from ``train.py``) holds ``config.yaml`` (the resolved config, whose
 ``model._target_`` names the class) and ``checkpoints/`` (the best ``epochNNN.ckpt`` and
@@ -8,6 +8,7 @@ checkpoint runs, and anything that is not what we expect raises :class:`Checkpoi
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,35 @@ from typing import Any
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from facemask_vae.models.base import AutoEncoderBase
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Local checkpoints are written to a temporary file beside the target, then renamed.
+
+    A rename within one directory is atomic, so a run killed mid-save leaves the previous
+    ``last.ckpt`` intact (Lightning's default stages the file in the system temp dir and moves it,
+    which is a copy, not a rename, when that is another file system). Remote paths go to Lightning.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 class CheckpointError(Exception):
@@ -100,7 +128,7 @@ def _best_recorded_in(last: Path) -> Path | None:
     for key, state in (ckpt.get("callbacks") or {}).items():
         if "ModelCheckpoint" in str(key) and isinstance(state, dict):
             best = state.get("best_model_path")
-            if best:
+            if best and Path(best).name != "last.ckpt":  # the unmonitored last-state callback
                 return Path(best)
     return None
 

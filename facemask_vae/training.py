@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from facemask_vae.checkpoints import AtomicCheckpointIO
 from facemask_vae.config import validate_train_config
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = instantiate(cfg.model, _convert_="all")
     callbacks = build_callbacks(cfg, model)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
@@ -55,7 +58,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    ckpt_cb = next(
+        (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None
+    )
     best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
     if cfg.get("test"):
         ckpt = best if best else None

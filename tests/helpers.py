@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
+import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
@@ -42,3 +45,14 @@ def compose_config(overrides: list[str], output_dir: Path, name: str = "config")
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+class KillAtStep(pl.Callback):
+    """SIGKILLs its own process before the given global step: a crash mid-epoch, no clean-up."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)

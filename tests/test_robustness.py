@@ -168,3 +168,112 @@ def test_bad_configs_fail_at_start_up_in_a_few_lines_without_traceback(tmp_path,
     assert message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) <= 20, proc.stderr
+
+
+def _train_py(args: list[str], cwd, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {
+        "PYTHONPATH": str(ROOT)
+    }
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _messy_dataset(parent):
+    """A Kaggle-layout folder of synthetic faces saved in many modes, plus broken files in Train."""
+    from PIL import Image
+
+    from facemask_vae.data.synthetic import generate_faces
+
+    root = parent / "Face Mask Dataset"
+    modes = ["RGB", "L", "P", "RGBA", "CMYK", "I;16", "LA"]
+    for s, split in enumerate(("Train", "Validation", "Test")):
+        images, labels = generate_faces(16, 48, seed=s)
+        for i, (img, label) in enumerate(zip(images, labels, strict=True)):
+            folder = root / split / ("WithMask" if label else "WithoutMask")
+            folder.mkdir(parents=True, exist_ok=True)
+            pil = Image.fromarray(img.permute(1, 2, 0).numpy())
+            mode = modes[i % len(modes)]
+            if mode == "I;16":
+                import numpy as np
+
+                pil = Image.fromarray(np.asarray(pil.convert("L"), dtype=np.uint16) * 257)
+            elif mode != "RGB":
+                pil = pil.convert(mode)
+            suffix = ".jpg" if mode in ("CMYK", "L") else ".png"
+            pil.save(folder / f"{i}{suffix}")
+    bad = root / "Train" / "WithMask"
+    (bad / "zero.jpg").write_bytes(b"")
+    (bad / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    good = next(bad.glob("*.png")).read_bytes()
+    (bad / "truncated.png").write_bytes(good[: len(good) // 3])
+    (bad / "readme.txt").write_text("not an image")
+    Image.new("L", (9000, 9000)).save(bad / "huge.png")  # 81 Mpx: refused as a bomb
+    return root
+
+
+TINY_REAL = [
+    "data.image_size=32",
+    "data.batch_size=8",
+    "model=vae",
+    "model.widths=[8,16]",
+    "model.latent_dim=4",
+    "trainer=debug",
+]
+
+
+def test_messy_real_layout_trains_with_one_warning_per_split(tmp_path):
+    root = _messy_dataset(tmp_path / "my data")
+    proc = _train_py(
+        [
+            f"data.root={root}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            *TINY_REAL,
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [line for line in proc.stderr.splitlines() if "unreadable image file" in line]
+    assert len(warnings) == 1, warnings  # only Train has broken files
+    assert "skipped 4 unreadable image file(s) in Train" in warnings[0]
+
+
+def test_a_missing_class_folder_fails_before_training(tmp_path):
+    import shutil
+
+    root = _messy_dataset(tmp_path / "data")
+    shutil.rmtree(root / "Test" / "WithoutMask")
+    proc = _train_py(
+        [f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", *TINY_REAL], tmp_path
+    )
+    assert proc.returncode == 1
+    assert "class folder missing" in proc.stderr and "WithoutMask" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").rglob("*.ckpt"))
+
+
+def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
+    proc = _train_py(
+        [
+            "-m",
+            "data=synthetic",
+            "data.n_train=64",
+            "data.n_val=32",
+            "data.n_test=32",
+            *TINY_REAL,
+            "model.latent_dim=0,4",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode != 0
+    assert "Error executing job with overrides" in proc.stderr
+    assert "model.latent_dim=0" in proc.stderr and "model.latent_dim must be >= 1" in proc.stderr
+    # the job after the failing one still ran to the end
+    assert (tmp_path / "sweep" / "1_vae-linear" / "config.yaml").is_file()
