@@ -25,6 +25,30 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
 PSNR_CAP_DB = 100.0
 
 
+def mmd_to_standard_normal(
+    z: torch.Tensor, n_prior: int | None = None, generator: torch.Generator | None = None
+) -> float:
+    """Squared MMD (RBF kernels at several bandwidths, unbiased) between codes and N(0, I) draws.
+
+    0 when the codes look like the prior; how far an aggregate posterior is from the prior
+    without assuming it is Gaussian (what an adversarial autoencoder minimises).
+    """
+    z = z.detach().float().flatten(1)
+    n, d = z.shape
+    p = torch.randn(n_prior or n, d, generator=generator).to(z)
+    scales = torch.tensor([0.2, 0.5, 1.0, 2.0, 5.0], device=z.device) * d
+
+    def k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        d2 = torch.cdist(a, b).pow(2)
+        return sum(torch.exp(-d2 / s) for s in scales) / len(scales)
+
+    kzz, kpp, kzp = k(z, z), k(p, p), k(z, p)
+    m, q = len(z), len(p)
+    term_z = (kzz.sum() - kzz.diagonal().sum()) / (m * (m - 1))
+    term_p = (kpp.sum() - kpp.diagonal().sum()) / (q * (q - 1))
+    return float(term_z + term_p - 2 * kzp.mean())
+
+
 def psnr_per_image(
     x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, cap_db: float = PSNR_CAP_DB
 ) -> torch.Tensor:

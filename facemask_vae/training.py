@@ -45,8 +45,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = instantiate(cfg.model, _convert_="all")
     callbacks = build_callbacks(cfg, model)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    extra: dict[str, Any] = {}
+    if not model.automatic_optimization:  # two-player updates: the model clips its own grads
+        model.grad_clip_val = cfg.trainer.get("gradient_clip_val")
+        extra["gradient_clip_val"] = None
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+        **extra,
     )
 
     resolved = OmegaConf.to_container(cfg, resolve=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The real-data study of docs/results.md, stage by stage; each stage's runs land in logs/study/.
 #   FACEMASK_ROOT=".../Face Mask Dataset" scripts/run_study.sh [stage ...]
-# Stages: models anneal arch seeds (training) and eval_models eval_anneal eval_arch eval_seeds.
+# Stages: models anneal adversarial arch seeds (training) and eval_<stage> for each.
 # Long on 2 CPU cores (10 epochs of the U-Net VAE take ~8 min): run it in the background.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,8 @@ PY=${PYTHON:-python}
 OUT=logs/study
 mkdir -p "$OUT"
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(models eval_models anneal eval_anneal arch eval_arch seeds eval_seeds)
+[ ${#stages[@]} -eq 0 ] && stages=(models eval_models anneal eval_anneal adversarial eval_adversarial
+  seeds eval_seeds arch eval_arch)
 
 runs_of() { find "$@" -mindepth 1 -maxdepth 1 -type d -name '[0-9]*_*' | sort | paste -sd, -; }
 
@@ -19,11 +20,15 @@ evaluate() {  # evaluate <name> <run dir>...: report under logs/study/eval/<name
   $PY eval.py "runs=[$runs]" hydra.run.dir="$OUT/eval/$name" 2>&1 | tail -n 3
 }
 
+# wait for a training process started by an earlier invocation (e.g. WAIT_PID=1234)
+[ -n "${WAIT_PID:-}" ] && while kill -0 "$WAIT_PID" 2>/dev/null; do sleep 10; done
+
 for stage in "${stages[@]}"; do
   echo "== $stage $(date -u +%FT%TZ)"
   case $stage in
     models) $PY train.py experiment=ae_vs_vae hydra.sweep.dir="$OUT/ae_vs_vae/seed42" ;;
     anneal) $PY train.py experiment=anneal_sweep hydra.sweep.dir="$OUT/anneal_sweep" ;;
+    adversarial) $PY train.py experiment=adversarial hydra.sweep.dir="$OUT/adversarial" ;;
     arch)
       $PY train.py experiment=resnet_blocks hydra.run.dir="$OUT/arch/resnet_blocks"
       $PY train.py experiment=no_augment hydra.run.dir="$OUT/arch/no_augment" ;;
@@ -32,7 +37,12 @@ for stage in "${stages[@]}"; do
         $PY train.py experiment=ae_vs_vae seed=$s hydra.sweep.dir="$OUT/ae_vs_vae/seed$s"
       done ;;
     eval_models) IFS=, read -ra r <<< "$(runs_of $OUT/ae_vs_vae/seed42)"; evaluate ae_vs_vae "${r[@]}" ;;
-    eval_anneal) IFS=, read -ra r <<< "$(runs_of $OUT/anneal_sweep)"; evaluate anneal_sweep "${r[@]}" ;;
+    eval_anneal)  # the linear schedule is the headline's U-Net VAE run
+      IFS=, read -ra r <<< "$(runs_of $OUT/anneal_sweep)"
+      evaluate anneal_sweep "$OUT/ae_vs_vae/seed42/2_vae_unet-linear" "${r[@]}" ;;
+    eval_adversarial)
+      IFS=, read -ra r <<< "$(runs_of $OUT/adversarial)"
+      evaluate adversarial "$OUT/ae_vs_vae/seed42/0_ae" "$OUT/ae_vs_vae/seed42/1_vae-linear" "${r[@]}" ;;
     eval_arch)
       evaluate arch "$OUT/ae_vs_vae/seed42/2_vae_unet-linear" "$OUT/arch/resnet_blocks" \
         "$OUT/arch/no_augment" ;;

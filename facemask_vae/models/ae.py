@@ -23,4 +23,4 @@ class AE(AutoEncoderBase):
     def loss_terms(self, x: torch.Tensor) -> LossTerms:
         z = self.encode_all(x)[0]
         out = self.decoder(z).out
-        return LossTerms(recon=self.likelihood.nll(out, x), out=out, mu=z)
+        return LossTerms(recon=self.likelihood.nll(out, x), out=out, mu=z, z=z)

@@ -8,6 +8,7 @@ Trainer, a callback or the evaluation needs (steps, metrics, ``encode``/``decode
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,9 +22,19 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
+from facemask_vae.adversarial import (
+    DivergenceMonitor,
+    LatentCritic,
+    PatchCritic,
+    critic_accuracy,
+    critic_loss,
+    fooling_loss,
+)
 from facemask_vae.losses import Likelihood, apply_free_bits
 from facemask_vae.metrics import active_units
 from facemask_vae.models.networks import Decoder, Encoder, check_geometry
+
+log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULERS = (None, "cosine", "plateau")
@@ -37,6 +48,7 @@ class LossTerms:
     out: torch.Tensor
     mu: torch.Tensor
     kls: list[torch.Tensor] = field(default_factory=list)
+    z: torch.Tensor | None = None  # the top code the decoder saw (a posterior sample for VAEs)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -80,6 +92,11 @@ class AutoEncoderBase(pl.LightningModule):
         skip_latent_channels: int = 4,
         free_bits: float = 0.0,
         free_bits_per: str = "dim",
+        adv_latent_weight: float = 0.0,
+        adv_image_weight: float = 0.0,
+        adv_image_start: int = 0,
+        critic_lr: float = 2e-4,
+        critic_patience: int = 200,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -97,6 +114,12 @@ class AutoEncoderBase(pl.LightningModule):
             raise ValueError(f"model.lr must be a positive number, got {lr}")
         if free_bits < 0:
             raise ValueError(f"model.free_bits must be >= 0, got {free_bits}")
+        for key, value in (
+            ("adv_latent_weight", adv_latent_weight),
+            ("adv_image_weight", adv_image_weight),
+        ):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"model.{key} must be a finite number >= 0, got {value}")
         self.image_size, self.latent_dim = int(image_size), int(latent_dim)
         self.encoder = Encoder(widths, block, norm)
         flat = widths[-1] * (self.image_size // 2 ** len(widths)) ** 2
@@ -116,6 +139,19 @@ class AutoEncoderBase(pl.LightningModule):
         self.last_terms: dict[str, torch.Tensor] = {}
         self.n_dims = 3 * self.image_size**2
         self._mu_store: dict[str, list[torch.Tensor]] = {"train": [], "val": []}
+        # adversarial options (off by default): critics trained in a second, manual update
+        self.critics = nn.ModuleDict()
+        if adv_latent_weight > 0:
+            self.critics["latent"] = LatentCritic(self.latent_dim)
+        if adv_image_weight > 0:
+            self.critics["image"] = PatchCritic()
+        if scheduler == "plateau" and len(self.critics):
+            raise ValueError("model.scheduler=plateau is not supported with adversarial terms")
+        self.automatic_optimization = not len(self.critics)
+        #: set by training.train from trainer.gradient_clip_val (Lightning cannot clip for us
+        #: under manual optimisation)
+        self.grad_clip_val: float | None = None
+        self.divergence = {k: DivergenceMonitor(critic_patience) for k in self.critics}
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -187,7 +223,9 @@ class AutoEncoderBase(pl.LightningModule):
             return images.view(n, steps, *images.shape[1:])
 
     # ---- training ----------------------------------------------------------------------------
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str
+    ) -> tuple[torch.Tensor, LossTerms]:
         x, _ = batch
         terms = self.loss_terms(x)
         recon = terms.recon.mean()
@@ -216,14 +254,81 @@ class AutoEncoderBase(pl.LightningModule):
             self.last_terms = {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach()}
         if stage in self._mu_store:
             self._mu_store[stage].append(terms.mu.detach().float())
-        return loss
+        return loss, terms
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
         # Optimise nats per dimension: Adam is scale-free, but gradient clipping and weight
         # decay are not, and per-dimension keeps their settings meaningful at any image size.
-        return self._step(batch, "train") / self.n_dims
+        loss, terms = self._step(batch, "train")
+        if self.automatic_optimization:
+            return loss / self.n_dims
+        return self._adversarial_step(batch[0], terms, loss / self.n_dims)
+
+    def _adversarial_step(
+        self, x: torch.Tensor, terms: LossTerms, loss: torch.Tensor
+    ) -> torch.Tensor:
+        """One two-player update: the autoencoder (with its fooling terms), then the critics.
+
+        The critics' optimiser is stepped unwrapped so that ``global_step`` keeps counting
+        batches: the annealing schedules, ``max_steps`` and ``adv_image_start`` stay in batches.
+        """
+        hp = self.hparams
+        opt_g, opt_c = self.optimizers()
+        z = terms.z if terms.z is not None else terms.mu
+        fakes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # critic -> (real, fake)
+        total = loss
+        if "latent" in self.critics:
+            fool = fooling_loss(self.critics["latent"](z))
+            total = total + hp.adv_latent_weight * fool
+            self.log("train/fool_latent", fool, on_step=True, on_epoch=True)
+            fakes["latent"] = (torch.randn_like(z.float()), z.detach())
+        if "image" in self.critics and self.global_step >= hp.adv_image_start:
+            recon = self.likelihood.mean(terms.out)
+            images = [recon]
+            if self.has_kl or "latent" in self.critics:  # a prior worth sampling from
+                images.append(self.likelihood.mean(self.decoder(torch.randn_like(z)).out))
+            fake = torch.cat(images)
+            fool = fooling_loss(self.critics["image"](fake))
+            total = total + hp.adv_image_weight * fool
+            self.log("train/fool_image", fool, on_step=True, on_epoch=True)
+            fakes["image"] = (x, fake.detach())
+
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        if self.grad_clip_val:
+            self.clip_gradients(opt_g, gradient_clip_val=self.grad_clip_val)
+        opt_g.step()
+        sched = self.lr_schedulers()
+        if sched is not None:
+            sched.step()
+
+        opt_c.zero_grad(set_to_none=True)  # also drops what the fooling terms left on critics
+        if fakes:
+            c_total = loss.new_zeros(())
+            for name, (real, fake) in fakes.items():
+                real_logits, fake_logits = self.critics[name](real), self.critics[name](fake)
+                c_loss = critic_loss(real_logits, fake_logits)
+                acc = critic_accuracy(real_logits.detach(), fake_logits.detach())
+                c_total = c_total + c_loss
+                self.log_dict(
+                    {f"train/critic_{name}_loss": c_loss, f"train/critic_{name}_acc": acc},
+                    on_step=True,
+                    on_epoch=True,
+                )
+                if self.global_step % 10 == 0 and self.divergence[name].update(float(acc)):
+                    log.warning(
+                        "the %s critic has been right about >= 99%% of its inputs for %d checks "
+                        "(every 10 steps up to step %d): it has won and its fooling term gives "
+                        "little gradient. Lower model.critic_lr or raise the adversarial weight.",
+                        name,
+                        self.divergence[name].patience,
+                        self.global_step,
+                    )
+            self.manual_backward(c_total)
+            opt_c.optimizer.step()
+        return total
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -252,11 +357,21 @@ class AutoEncoderBase(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        opt = OPTIMIZERS[hp.optimizer](self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        params = [p for n, p in self.named_parameters() if not n.startswith("critics.")]
+        opt = OPTIMIZERS[hp.optimizer](params, lr=hp.lr, weight_decay=hp.weight_decay)
+        critic_opt = (
+            torch.optim.Adam(self.critics.parameters(), lr=hp.critic_lr, betas=(0.5, 0.999))
+            if len(self.critics)
+            else None
+        )
         if hp.scheduler == "cosine":
             total = max(int(self.trainer.estimated_stepping_batches), 1)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+            if critic_opt is not None:
+                return [opt, critic_opt], [sched]
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if critic_opt is not None:
+            return [opt, critic_opt]
         if hp.scheduler == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=3)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss"}}

@@ -46,4 +46,5 @@ class VAE(AutoEncoderBase):
             out=dec.out,
             mu=mu,
             kls=[kl_std_normal(mu, logvar), *dec.skip_kls],
+            z=z,
         )
