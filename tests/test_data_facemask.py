@@ -145,6 +145,17 @@ def test_any_mode_becomes_rgb(tmp_path, mode):
         assert 140 < out.mean() < 170
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".jpeg", ".bmp", ".webp", ".JPG"])
+def test_every_image_format_is_read(tmp_path, suffix):
+    path = tmp_path / f"face{suffix}"
+    _face((10, 200, 30)).save(
+        path,
+        format={".jpg": "JPEG", ".jpeg": "JPEG", ".JPG": "JPEG"}.get(suffix, suffix[1:].upper()),
+    )
+    out = decode_image(path, 8)
+    assert out.shape == (8, 8, 3) and abs(int(out[..., 1].mean()) - 200) < 12
+
+
 def test_center_crop_keeps_the_middle(tmp_path):
     """A wide image is cropped to its centre square, not squashed."""
     arr = np.zeros((20, 60, 3), dtype=np.uint8)
@@ -212,3 +223,11 @@ def test_real_dataset_split_sizes(tmp_path):
     assert sizes == {"train": 10_023, "val": 800, "test": 992}
     assert dm.dataset("val").labels.sum().item() == 400
     assert dm.dataset("test").labels.sum().item() == 483
+    images, labels = next(iter(dm.val_dataloader()))
+    x, y = dm.on_after_batch_transfer((images, labels), 0)
+    assert x.dtype == torch.float32 and x.shape[1:] == (3, 32, 32)
+    assert 0 <= x.min() < 0.2 and 0.8 < x.max() <= 1  # real photos span the range
+    assert set(y.tolist()) <= {0, 1}
+    # 400 label-1 images above, and the WithMask folder holds exactly 400 files
+    files = {s: sorted((Path(dm.dataset_dir) / "Validation" / s).iterdir()) for s in CLASSES}
+    assert len(files["WithMask"]) == 400 and len(files["WithoutMask"]) == 400
