@@ -1,0 +1,61 @@
+"""Mean +- std over seeds of the test metrics each training run logged, as a Markdown table.
+
+    python scripts/seed_table.py logs/study/ae_vs_vae/seed42 logs/study/ae_vs_vae/seed1 ...
+
+Every argument is a sweep directory; runs are matched across sweeps by their name
+(``<job>_<model>-<anneal>``). Reads the ``test/*`` scalars ``train.py`` logs after testing the
+best checkpoint, from the TensorBoard events, so it needs no model and no data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+METRICS = ("test/elbo", "test/recon", "test/kl", "test/psnr", "test/ssim", "test/loss")
+
+
+def test_metrics(run_dir: Path) -> dict[str, float]:
+    """The last value of every ``test/*`` scalar in a run's TensorBoard events."""
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {t: acc.Scalars(t)[-1].value for t in acc.Tags()["scalars"] if t.startswith("test/")}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("sweeps", nargs="+", type=Path)
+    p.add_argument("--json", type=Path, default=None, help="also write the raw values here")
+    args = p.parse_args()
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for sweep in args.sweeps:
+        for run in sorted(d for d in sweep.iterdir() if (d / "config.yaml").is_file()):
+            name = run.name.split("_", 1)[1]
+            for k, v in test_metrics(run).items():
+                values[name][k].append(v)
+    cols = [m for m in METRICS if any(m in v for v in values.values())]
+    print(f"| run | seeds | {' | '.join(c.removeprefix('test/') for c in cols)} |")
+    print(f"|---|---:|{'---:|' * len(cols)}")
+    for name, vals in values.items():
+        n = max(len(v) for v in vals.values())
+        cells = []
+        for c in cols:
+            xs = vals.get(c, [])
+            if not xs:
+                cells.append("-")
+            elif len(xs) == 1:
+                cells.append(f"{xs[0]:.4g}")
+            else:
+                cells.append(f"{statistics.mean(xs):.4g} ± {statistics.stdev(xs):.2g}")
+        print(f"| {name} | {n} | {' | '.join(cells)} |")
+    if args.json:
+        args.json.write_text(json.dumps({k: dict(v) for k, v in values.items()}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
