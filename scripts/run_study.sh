@@ -37,9 +37,7 @@ for stage in "${stages[@]}"; do
         $PY train.py experiment=ae_vs_vae seed=$s hydra.sweep.dir="$OUT/ae_vs_vae/seed$s"
       done ;;
     eval_models) IFS=, read -ra r <<< "$(runs_of $OUT/ae_vs_vae/seed42)"; evaluate ae_vs_vae "${r[@]}" ;;
-    eval_anneal)  # the linear schedule is the headline's U-Net VAE run
-      IFS=, read -ra r <<< "$(runs_of $OUT/anneal_sweep)"
-      evaluate anneal_sweep "$OUT/ae_vs_vae/seed42/2_vae_unet-linear" "${r[@]}" ;;
+    eval_anneal) IFS=, read -ra r <<< "$(runs_of $OUT/anneal_sweep)"; evaluate anneal_sweep "${r[@]}" ;;
     eval_adversarial)
       IFS=, read -ra r <<< "$(runs_of $OUT/adversarial)"
       evaluate adversarial "$OUT/ae_vs_vae/seed42/0_ae" "$OUT/ae_vs_vae/seed42/1_vae-linear" "${r[@]}" ;;
