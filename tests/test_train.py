@@ -27,7 +27,14 @@ def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def two_epoch_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     cfg = compose_config(
-        [*TINY, "model=vae_unet", "anneal=linear", "anneal.warmup_steps=6", "anneal.warmup_epochs=null", "trainer.max_epochs=2"],
+        [
+            *TINY,
+            "model=vae_unet",
+            "anneal=linear",
+            "anneal.warmup_steps=6",
+            "anneal.warmup_epochs=null",
+            "trainer.max_epochs=2",
+        ],
         out,
     )
     return out, train(cfg)
