@@ -186,21 +186,23 @@ class KLAnnealing(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.total_steps = int(trainer.estimated_stepping_batches)
         batches = trainer.num_training_batches
-        fields = {}
         if self.warmup_epochs is not None or self.center_epochs is not None:
             if not math.isfinite(batches):
                 raise ValueError(
                     "anneal.warmup_epochs / center_epochs need a finite number of batches per "
                     "epoch; use warmup_steps / center instead"
                 )
-            per_epoch = max(int(batches), 1)
-            if self.warmup_epochs is not None and hasattr(self.schedule, "warmup_steps"):
-                fields["warmup_steps"] = steps_from_epochs(self.warmup_epochs, per_epoch)
-            if self.center_epochs is not None and hasattr(self.schedule, "center"):
-                fields["center"] = steps_from_epochs(self.center_epochs, per_epoch)
-        if fields:
-            self.schedule = type(self.schedule)(**{**vars(self.schedule), **fields})
+            self.schedule = self.schedule_for(max(int(batches), 1))
         self._apply(trainer, pl_module)
+
+    def schedule_for(self, steps_per_epoch: int) -> Any:
+        """The schedule with lengths given in epochs converted to steps."""
+        fields = {}
+        if self.warmup_epochs is not None and hasattr(self.schedule, "warmup_steps"):
+            fields["warmup_steps"] = steps_from_epochs(self.warmup_epochs, steps_per_epoch)
+        if self.center_epochs is not None and hasattr(self.schedule, "center"):
+            fields["center"] = steps_from_epochs(self.center_epochs, steps_per_epoch)
+        return type(self.schedule)(**{**vars(self.schedule), **fields})
 
     def beta_at(self, step: int) -> float:
         return self.schedule(step, self.total_steps)

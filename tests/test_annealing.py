@@ -119,3 +119,10 @@ def test_controlled_callback_state_round_trips():
     other.load_state_dict(cb.state_dict())
     assert other.controller.beta == cb.controller.beta
     assert isinstance(cb, pl.Callback)
+
+
+def test_lengths_in_epochs_become_steps_for_the_run():
+    linear = KLAnnealing(kind="linear", warmup_epochs=2, warmup_steps=1000).schedule_for(10)
+    assert linear.warmup_steps == 20 and linear(10) == pytest.approx(0.5)
+    sigmoid = KLAnnealing(kind="sigmoid", center_epochs=3, steepness=0.02).schedule_for(79)
+    assert sigmoid.center == 237 and sigmoid(237) == pytest.approx(0.5)
