@@ -76,7 +76,11 @@ def _extract_zip(archive: Path, cache_dir: Path) -> Path:
         try:
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(tmp)  # zipfile drops absolute paths and '..' components
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process (e.g. a DDP rank) finished first: use its copy
+                if not target.is_dir():
+                    raise
         except zipfile.BadZipFile as err:
             raise DatasetError(f"data.root={archive} is not a readable zip file: {err}") from err
         finally:
