@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -56,3 +58,19 @@ class KillAtStep(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_train_py(
+    args: list[str], cwd: Path, full_errors: bool = False, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """``python train.py *args`` in a subprocess, as a user runs it; output captured."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env |= {"PYTHONPATH": str(ROOT)} | ({"HYDRA_FULL_ERROR": "1"} if full_errors else {})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -10,7 +10,7 @@ import sys
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import ROOT
+from helpers import ROOT, run_train_py
 
 from facemask_vae.callbacks import NonFiniteGuard, NonFiniteLossError
 from facemask_vae.data.base import InMemoryDataModule
@@ -171,17 +171,7 @@ def test_bad_configs_fail_at_start_up_in_a_few_lines_without_traceback(tmp_path,
 
 
 def _train_py(args: list[str], cwd, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {
-        "PYTHONPATH": str(ROOT)
-    }
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_train_py(args, cwd, timeout=timeout)
 
 
 def _messy_dataset(parent):

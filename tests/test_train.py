@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, TINY, compose_config
+from helpers import ROOT, TINY, compose_config, run_train_py
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -111,15 +109,7 @@ def test_ae_ignores_the_anneal_group(tmp_path, caplog):
 
 
 def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_train_py(args, cwd, full_errors=True, timeout=timeout)
 
 
 def test_multirun_of_two_schedules_makes_two_named_run_dirs(tmp_path):
