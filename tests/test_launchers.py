@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from helpers import ROOT, TINY
+from helpers import TINY, run_train_py
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -41,11 +37,8 @@ def test_parallel_launcher_composes_onto_joblib():
 
 def test_parallel_launcher_runs_a_sweep(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
+    proc = run_train_py(
         [
-            sys.executable,
-            str(ROOT / "train.py"),
             "-m",
             *TINY,
             "model=vae",
@@ -54,11 +47,7 @@ def test_parallel_launcher_runs_a_sweep(tmp_path):
             "hydra/launcher=parallel",
             f"hydra.sweep.dir={tmp_path / 'sweep'}",
         ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == [

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import ROOT, run_train_py
+from helpers import run_train_py
 
 from facemask_vae.callbacks import NonFiniteGuard, NonFiniteLossError
 from facemask_vae.data.base import InMemoryDataModule
@@ -110,20 +108,9 @@ def test_a_checkpoint_carrying_code_is_refused_and_never_run(tmp_path):
     bad = tmp_path / "evil.ckpt"
     with open(bad, "wb") as f:
         pickle.dump({"state_dict": {}, "x": _Payload()}, f)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "data=synthetic",
-            "trainer=debug",
-            f"ckpt_path={bad}",
-            f"hydra.run.dir={tmp_path}/run",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+    proc = run_train_py(
+        ["data=synthetic", "trainer=debug", f"ckpt_path={bad}", f"hydra.run.dir={tmp_path}/run"],
+        tmp_path,
         timeout=300,
     )
     assert proc.returncode != 0
@@ -147,31 +134,13 @@ def test_a_checkpoint_carrying_code_is_refused_and_never_run(tmp_path):
     ],
 )
 def test_bad_configs_fail_at_start_up_in_a_few_lines_without_traceback(tmp_path, args, message):
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {
-        "PYTHONPATH": str(ROOT)
-    }
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "data=synthetic",
-            *args,
-            f"hydra.run.dir={tmp_path}/run",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_train_py(
+        ["data=synthetic", *args, f"hydra.run.dir={tmp_path}/run"], tmp_path, timeout=300
     )
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) <= 20, proc.stderr
-
-
-def _train_py(args: list[str], cwd, timeout: int = 600) -> subprocess.CompletedProcess:
-    return run_train_py(args, cwd, timeout=timeout)
 
 
 def _messy_dataset(parent):
@@ -219,7 +188,7 @@ TINY_REAL = [
 
 def test_messy_real_layout_trains_with_one_warning_per_split(tmp_path):
     root = _messy_dataset(tmp_path / "my data")
-    proc = _train_py(
+    proc = run_train_py(
         [
             f"data.root={root}",
             f"data.cache_dir={tmp_path / 'cache'}",
@@ -239,7 +208,7 @@ def test_a_missing_class_folder_fails_before_training(tmp_path):
 
     root = _messy_dataset(tmp_path / "data")
     shutil.rmtree(root / "Test" / "WithoutMask")
-    proc = _train_py(
+    proc = run_train_py(
         [f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", *TINY_REAL], tmp_path
     )
     assert proc.returncode == 1
@@ -249,7 +218,7 @@ def test_a_missing_class_folder_fails_before_training(tmp_path):
 
 
 def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
-    proc = _train_py(
+    proc = run_train_py(
         [
             "-m",
             "data=synthetic",

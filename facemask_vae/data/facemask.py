@@ -140,9 +140,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     """Any PIL mode -> RGB; transparency over white, 16-bit and float scaled to 8 bits."""
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode != "F" and arr.max(initial=0) > 255 else 255.0
-        if img.mode == "F":
-            top = max(float(arr.max(initial=0)), 1.0) if arr.max(initial=0) > 1 else 1.0
+        peak = float(arr.max(initial=0))
+        # floats span [0, max(peak, 1)]; integers are 16-bit when any value exceeds 8 bits
+        top = max(peak, 1.0) if img.mode == "F" else (65535.0 if peak > 255 else 255.0)
         img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8), "L")
     if img.mode == "P":
         img = img.convert("RGBA")
@@ -204,14 +204,14 @@ def build_split(files: list[tuple[Path, int]], size: int, desc: str) -> SplitCac
 
 def load_or_build_split(
     dataset_dir: Path, split: str, size: int, cache_dir: Path
-) -> tuple[SplitCache, Path, bool]:
+) -> tuple[SplitCache, Path]:
     """The split's decoded tensors from the cache, building (and atomically writing) on a miss."""
     files = list_split(dataset_dir, split)
     path = cache_dir / f"{SPLITS[split]}-{size}px-{_cache_key(files, dataset_dir, size)}.pt"
     if path.is_file():
         try:
             blob = torch.load(path, weights_only=True)
-            return SplitCache(blob["images"], blob["labels"], list(blob["skipped"])), path, True
+            return SplitCache(blob["images"], blob["labels"], list(blob["skipped"])), path
         except Exception as err:
             warnings.warn(f"rebuilding unreadable cache {path}: {err}", stacklevel=2)
     built = build_split(files, size, desc=f"decoding {SPLITS[split]} ({size}px, once)")
@@ -226,7 +226,7 @@ def load_or_build_split(
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return built, path, False
+    return built, path
 
 
 def _warn_skipped(split: str, skipped: list[tuple[str, str]]) -> None:
@@ -275,9 +275,7 @@ class FaceMaskDataModule(InMemoryDataModule):
             load_or_build_split(self.dataset_dir, split, self.image_size, self.cache_dir)
 
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        cached, path, _ = load_or_build_split(
-            self.dataset_dir, split, self.image_size, self.cache_dir
-        )
+        cached, path = load_or_build_split(self.dataset_dir, split, self.image_size, self.cache_dir)
         self.cache_paths[split] = path
         _warn_skipped(split, cached.skipped)
         if len(cached.labels) == 0:
