@@ -10,6 +10,7 @@ that decodes the JPEGs from disk every epoch), evaluation images/s, GFLOP per tr
 the GFLOP/s achieved, and the peak resident memory of a process that trains that model. For the
 data module: the cache build time and the cached load time. Data: FACEMASK_ROOT when set (the
 real Face Mask 12K), else synthetic faces written to disk as JPEGs in the Kaggle layout.
+With ``--compile`` it also times the default path with torch.compile, and its compile time.
 """
 
 from __future__ import annotations
@@ -73,11 +74,13 @@ def machine() -> dict:
     }
 
 
-def _build(name: str, image_size: int, channels_last: bool):
+def _build(name: str, image_size: int, channels_last: bool, compile: bool = False):
     from hydra.utils import get_class
 
     target, kw = MODELS[name]
-    return get_class(target)(image_size=image_size, channels_last=channels_last, **kw)
+    return get_class(target)(
+        image_size=image_size, channels_last=channels_last, compile=compile, **kw
+    )
 
 
 def flops_per_image(name: str, image_size: int, batch: int = 8) -> float:
@@ -109,13 +112,19 @@ class _Clock:
         self.callback = Clock()
 
 
-def time_default_training(name: str, dm, image_size: int, steps: int, warmup: int) -> dict:
-    """The project's default path: Lightning Trainer, default precision, channels_last, cache."""
+def time_default_training(
+    name: str, dm, image_size: int, steps: int, warmup: int, compile: bool = False
+) -> dict:
+    """The project's default path: Lightning Trainer, default precision, channels_last, cache.
+
+    With ``compile`` the model is built with ``compile=True`` (torch.compile); the warm-up steps
+    then include the compilation, reported as ``warmup_s``.
+    """
     import pytorch_lightning as pl
 
     from facemask_vae.config import auto_precision
 
-    model = _build(name, image_size, channels_last=True)
+    model = _build(name, image_size, channels_last=True, compile=compile)
     clock = _Clock().callback
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -129,11 +138,13 @@ def time_default_training(name: str, dm, image_size: int, steps: int, warmup: in
         callbacks=[clock],
         gradient_clip_val=1.0,
     )
+    start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     s = clock.stamps
     dt = s[-1] - s[warmup - 1]
     return {
         "train_img_per_s": dm.batch_size * (len(s) - warmup) / dt,
+        "warmup_s": s[warmup - 1] - start,
         "precision": auto_precision(),
     }
 
@@ -214,6 +225,13 @@ def child(args) -> dict:
     res["achieved_gflop_per_s"] = res["gflop_per_train_image"] * res["train_img_per_s"]
     res["epoch_seconds_10023_images"] = 10023 / res["train_img_per_s"]
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.compile:  # after the peak-memory reading: compilation has its own footprint
+        compiled = time_default_training(
+            args.model, dm, args.size, args.steps, args.warmup, compile=True
+        )
+        res["compiled_train_img_per_s"] = compiled["train_img_per_s"]
+        res["compiled_warmup_s"] = compiled["warmup_s"]
+        res["compile_speedup"] = compiled["train_img_per_s"] / res["train_img_per_s"]
     return res
 
 
@@ -239,6 +257,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--models", default="ae,vae,vae_unet")
+    p.add_argument(
+        "--compile", action="store_true", help="also time the default path with torch.compile"
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, default=64, help=argparse.SUPPRESS)
@@ -288,6 +309,7 @@ def main() -> None:
                 data,
                 "--cache",
                 str(cache),
+                *(["--compile"] if args.compile else []),
             ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if out.returncode != 0:
