@@ -2,6 +2,7 @@
 # The real-data study of docs/results.md, stage by stage; each stage's runs land in logs/study/.
 #   FACEMASK_ROOT=".../Face Mask Dataset" scripts/run_study.sh [stage ...]
 # Stages: models anneal adversarial arch seeds (training) and eval_<stage> for each.
+# EVAL_ARGS adds eval.py overrides to every report (e.g. EVAL_ARGS=fid=false: FID is the slow part).
 # Long on 2 CPU cores (10 epochs of the U-Net VAE take ~8 min): run it in the background.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,8 @@ runs_of() { find "$@" -mindepth 1 -maxdepth 1 -type d -name '[0-9]*_*' | sort | 
 evaluate() {  # evaluate <name> <run dir>...: report under logs/study/eval/<name>
   local name=$1; shift
   local runs; runs=$(printf '%s,' "$@"); runs=${runs%,}
-  $PY eval.py "runs=[$runs]" hydra.run.dir="$OUT/eval/$name" 2>&1 | tail -n 3
+  # shellcheck disable=SC2086  # EVAL_ARGS is a list of overrides
+  $PY eval.py "runs=[$runs]" hydra.run.dir="$OUT/eval/$name" ${EVAL_ARGS:-} 2>&1 | tail -n 3
 }
 
 # wait for a training process started by an earlier invocation (e.g. WAIT_PID=1234)
