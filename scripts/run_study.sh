@@ -40,9 +40,9 @@ for stage in "${stages[@]}"; do
       done ;;
     eval_models) IFS=, read -ra r <<< "$(runs_of $OUT/ae_vs_vae/seed42)"; evaluate ae_vs_vae "${r[@]}" ;;
     eval_anneal) IFS=, read -ra r <<< "$(runs_of $OUT/anneal_sweep)"; evaluate anneal_sweep "${r[@]}" ;;
-    eval_adversarial)
-      IFS=, read -ra r <<< "$(runs_of $OUT/adversarial)"
-      evaluate adversarial "$OUT/ae_vs_vae/seed42/0_ae" "$OUT/ae_vs_vae/seed42/1_vae-linear" "${r[@]}" ;;
+    eval_adversarial)  # VAE-GAN: last.ckpt, as its ELBO-best checkpoint predates the GAN term
+      evaluate adversarial "$OUT/ae_vs_vae/seed42/0_ae" "$OUT/ae_vs_vae/seed42/1_vae-linear" \
+        "$OUT/adversarial/0_aae" "$OUT/adversarial/1_vae_gan-linear/checkpoints/last.ckpt" ;;
     eval_arch)
       evaluate arch "$OUT/ae_vs_vae/seed42/2_vae_unet-linear" "$OUT/arch/resnet_blocks" \
         "$OUT/arch/no_augment" ;;
