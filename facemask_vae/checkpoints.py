@@ -223,8 +223,21 @@ def load_run(path: str | Path) -> LoadedRun:
     )
 
 
-def unique_names(names: list[str]) -> list[str]:
-    """Make run names unique for table columns: repeats get ``#2``, ``#3``... appended."""
+def unique_names(names: list[str], run_dirs: list[Path | None] | None = None) -> list[str]:
+    """Unique column names for runs.
+
+    Runs sharing a name (same model and schedule, e.g. ``experiment=resnet_blocks`` beside the
+    default U-Net VAE) take their run directories' names when those tell them apart; any repeat
+    left gets ``#2``, ``#3``... appended.
+    """
+    names = list(names)
+    if run_dirs is not None:
+        for n in set(names):
+            idx = [i for i, m in enumerate(names) if m == n]
+            dirs = [run_dirs[i] for i in idx]
+            if len(idx) > 1 and all(dirs) and len({d.name for d in dirs}) == len(dirs):
+                for i in idx:
+                    names[i] = run_dirs[i].name
     seen: dict[str, int] = {}
     out = []
     for n in names:

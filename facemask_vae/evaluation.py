@@ -193,7 +193,7 @@ def load_everything(cfg: DictConfig, out_dir: Path) -> Context:
     runs = [load_run(p) for p in tqdm(list(paths), desc="loading runs", leave=False, disable=None)]
     for r in runs:
         r.model.to(device)
-    names = unique_names([r.name for r in runs])
+    names = unique_names([r.name for r in runs], [r.run_dir for r in runs])
 
     data_cfg, data_src = _data_config(cfg, runs)
     dm = instantiate(data_cfg)

@@ -16,7 +16,7 @@ import torch
 from helpers import ROOT, TINY, compose_config
 
 from facemask_vae import metrics as M
-from facemask_vae.checkpoints import CheckpointError, find_checkpoint, load_run
+from facemask_vae.checkpoints import CheckpointError, find_checkpoint, load_run, unique_names
 from facemask_vae.curves import read_curves
 from facemask_vae.evaluation import REFERENCE, evaluate, interpolation_pairs, swap_shares
 from facemask_vae.fid import InceptionFeatures, inception_weights
@@ -246,6 +246,22 @@ def _tiny_unet() -> VAE:
     for level in m.decoder.ladder:  # move the posteriors off their priors: non-zero skip KLs
         torch.nn.init.normal_(level.posterior[-1].weight, std=0.05)
     return m
+
+
+def test_runs_sharing_a_name_are_told_apart_by_their_directories():
+    # experiment=resnet_blocks and no_augment both train "vae_unet-linear": the report's columns
+    # must say which is which, not "vae_unet-linear#2"
+    names = ["ae", "vae_unet-linear", "vae_unet-linear", "vae_unet-linear"]
+    dirs = [Path("s/0_ae"), Path("s/2_vae_unet-linear"), Path("arch/resnet_blocks"), None]
+    assert unique_names(names[:3], dirs[:3]) == ["ae", "2_vae_unet-linear", "resnet_blocks"]
+    # a run given as a bare checkpoint has no directory to go by: numbered instead
+    assert unique_names(names, dirs) == [
+        "ae",
+        *["vae_unet-linear", "vae_unet-linear#2"],
+        "vae_unet-linear#3",
+    ]
+    # the same directory name twice (seed42/0_ae, seed1/0_ae): numbered
+    assert unique_names(["ae", "ae"], [Path("seed42/0_ae"), Path("seed1/0_ae")]) == ["ae", "ae#2"]
 
 
 def test_iwae_bound_is_at_least_the_elbo_on_a_tiny_model():
