@@ -27,6 +27,14 @@ def test_metrics(run_dir: Path) -> dict[str, float]:
     return {t: acc.Scalars(t)[-1].value for t in acc.Tags()["scalars"] if t.startswith("test/")}
 
 
+def _fmt(x: float, like: float | None = None) -> str:
+    """Nats with thousands separators and no decimals; small values (PSNR, SSIM) with 2-3."""
+    ref = abs(like if like is not None else x)
+    if ref >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.2f}" if ref >= 1 else f"{x:.3f}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("sweeps", nargs="+", type=Path)
@@ -49,9 +57,10 @@ def main() -> None:
             if not xs:
                 cells.append("-")
             elif len(xs) == 1:
-                cells.append(f"{xs[0]:.4g}")
+                cells.append(_fmt(xs[0]))
             else:
-                cells.append(f"{statistics.mean(xs):.4g} ± {statistics.stdev(xs):.2g}")
+                mean, std = statistics.mean(xs), statistics.stdev(xs)
+                cells.append(f"{_fmt(mean)} ± {_fmt(std, like=mean)}")
         print(f"| {name} | {n} | {' | '.join(cells)} |")
     if args.json:
         args.json.write_text(json.dumps({k: dict(v) for k, v in values.items()}, indent=2) + "\n")
