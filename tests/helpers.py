@@ -64,10 +64,17 @@ def run_train_py(
     args: list[str], cwd: Path, full_errors: bool = False, timeout: int = 600
 ) -> subprocess.CompletedProcess:
     """``python train.py *args`` in a subprocess, as a user runs it; output captured."""
+    return run_script("train.py", args, cwd, full_errors, timeout)
+
+
+def run_script(
+    script: str, args: list[str], cwd: Path, full_errors: bool = False, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """``python <script> *args`` (train.py, eval.py) in a subprocess from ``cwd``; output captured."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env |= {"PYTHONPATH": str(ROOT)} | ({"HYDRA_FULL_ERROR": "1"} if full_errors else {})
     return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
+        [sys.executable, str(ROOT / script), *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -7,13 +7,11 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, TINY, compose_config
+from helpers import TINY, compose_config, run_script
 
 from facemask_vae import metrics as M
 from facemask_vae.checkpoints import CheckpointError, find_checkpoint, load_run, unique_names
@@ -66,19 +64,6 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def _run_eval(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "eval.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.fixture(scope="session")
 def evaluated(runs, tmp_path_factory) -> tuple[Path, list[str]]:
     """eval.py on both runs, as a user would call it; returns the output dir and the args."""
@@ -90,7 +75,7 @@ def evaluated(runs, tmp_path_factory) -> tuple[Path, list[str]]:
         f"cache_dir={cache}",
         f"hydra.run.dir={out}",
     ]
-    proc = _run_eval(args, cwd=tmp_path_factory.mktemp("cwd"))
+    proc = run_script("eval.py", args, cwd=tmp_path_factory.mktemp("cwd"), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, args
 
@@ -231,7 +216,9 @@ def test_missing_paths_fail_clearly(tmp_path):
 def test_eval_py_prints_a_bad_checkpoint_without_a_traceback(runs, tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"this is not a checkpoint")
-    proc = _run_eval([f"runs=[{bad}]", f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path)
+    proc = run_script(
+        "eval.py", [f"runs=[{bad}]", f"hydra.run.dir={tmp_path / 'out'}"], tmp_path, timeout=300
+    )
     assert proc.returncode == 1
     assert "Error:" in proc.stderr and str(bad) in proc.stderr
     assert "Traceback" not in proc.stderr
