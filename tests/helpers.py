@@ -60,13 +60,6 @@ class KillAtStep(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def run_train_py(
-    args: list[str], cwd: Path, full_errors: bool = False, timeout: int = 600
-) -> subprocess.CompletedProcess:
-    """``python train.py *args`` in a subprocess, as a user runs it; output captured."""
-    return run_script("train.py", args, cwd, full_errors, timeout)
-
-
 def run_script(
     script: str, args: list[str], cwd: Path, full_errors: bool = False, timeout: int = 600
 ) -> subprocess.CompletedProcess:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import TINY, run_train_py
+from helpers import TINY, run_script
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -37,7 +37,8 @@ def test_parallel_launcher_composes_onto_joblib():
 
 def test_parallel_launcher_runs_a_sweep(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    proc = run_train_py(
+    proc = run_script(
+        "train.py",
         [
             "-m",
             *TINY,

@@ -8,7 +8,7 @@ import pickle
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import run_train_py
+from helpers import run_script
 
 from facemask_vae.callbacks import NonFiniteGuard, NonFiniteLossError
 from facemask_vae.data.base import InMemoryDataModule
@@ -108,7 +108,8 @@ def test_a_checkpoint_carrying_code_is_refused_and_never_run(tmp_path):
     bad = tmp_path / "evil.ckpt"
     with open(bad, "wb") as f:
         pickle.dump({"state_dict": {}, "x": _Payload()}, f)
-    proc = run_train_py(
+    proc = run_script(
+        "train.py",
         ["data=synthetic", "trainer=debug", f"ckpt_path={bad}", f"hydra.run.dir={tmp_path}/run"],
         tmp_path,
         timeout=300,
@@ -134,8 +135,11 @@ def test_a_checkpoint_carrying_code_is_refused_and_never_run(tmp_path):
     ],
 )
 def test_bad_configs_fail_at_start_up_in_a_few_lines_without_traceback(tmp_path, args, message):
-    proc = run_train_py(
-        ["data=synthetic", *args, f"hydra.run.dir={tmp_path}/run"], tmp_path, timeout=300
+    proc = run_script(
+        "train.py",
+        ["data=synthetic", *args, f"hydra.run.dir={tmp_path}/run"],
+        tmp_path,
+        timeout=300,
     )
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
@@ -188,7 +192,8 @@ TINY_REAL = [
 
 def test_messy_real_layout_trains_with_one_warning_per_split(tmp_path):
     root = _messy_dataset(tmp_path / "my data")
-    proc = run_train_py(
+    proc = run_script(
+        "train.py",
         [
             f"data.root={root}",
             f"data.cache_dir={tmp_path / 'cache'}",
@@ -208,8 +213,10 @@ def test_a_missing_class_folder_fails_before_training(tmp_path):
 
     root = _messy_dataset(tmp_path / "data")
     shutil.rmtree(root / "Test" / "WithoutMask")
-    proc = run_train_py(
-        [f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", *TINY_REAL], tmp_path
+    proc = run_script(
+        "train.py",
+        [f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", *TINY_REAL],
+        tmp_path,
     )
     assert proc.returncode == 1
     assert "class folder missing" in proc.stderr and "WithoutMask" in proc.stderr
@@ -218,7 +225,8 @@ def test_a_missing_class_folder_fails_before_training(tmp_path):
 
 
 def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
-    proc = run_train_py(
+    proc = run_script(
+        "train.py",
         [
             "-m",
             "data=synthetic",

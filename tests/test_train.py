@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, TINY, compose_config, run_train_py
+from helpers import ROOT, TINY, compose_config, run_script
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -109,7 +109,7 @@ def test_ae_ignores_the_anneal_group(tmp_path, caplog):
 
 
 def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    return run_train_py(args, cwd, full_errors=True, timeout=timeout)
+    return run_script("train.py", args, cwd, full_errors=True, timeout=timeout)
 
 
 def test_multirun_of_two_schedules_makes_two_named_run_dirs(tmp_path):
