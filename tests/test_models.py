@@ -97,6 +97,35 @@ def test_loss_is_recon_plus_beta_times_kl_and_elbo_is_unweighted():
     assert logged["val/kl"] > 0
 
 
+def test_logged_ssim_is_float32_under_bf16_autocast():
+    """Autocast would run SSIM's Gaussian filter in bf16 and move it by a few hundredths."""
+    from dataclasses import replace
+
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+    gen = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(8, 3, 4, 4, generator=gen), size=32)
+    x = smooth.clamp(0.05, 0.95)
+    recon = (x + 0.03 * torch.randn(x.shape, generator=gen)).clamp(0.01, 0.99)
+    m = VAE(image_size=32, **SMALL, skip="variational")
+    real_terms = m.loss_terms
+    m.loss_terms = lambda x: replace(real_terms(x), out=torch.logit(recon))
+    logged = {}
+    m.log_dict = lambda d, **kw: logged.update(d)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        m._step((x, torch.zeros(8, dtype=torch.long)), "val")
+    expected = ssim(recon, x, data_range=1.0)
+    assert float(logged["val/ssim"]) == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_training_steps_log_psnr_but_leave_the_costly_ssim_to_validation():
+    m = AE(image_size=32, **SMALL)
+    logged = {}
+    m.log_dict = lambda d, **kw: logged.update(d)
+    m.training_step((_x(2, 32), torch.zeros(2, dtype=torch.long)), 0)
+    assert "train/psnr" in logged and "train/ssim" not in logged
+
+
 def test_training_step_optimises_nats_per_dimension():
     m = AE(image_size=32, **SMALL)
     m.log_dict = lambda *a, **k: None
