@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from facemask_vae.checkpoints import AtomicCheckpointIO
+from facemask_vae.checkpoints import AtomicCheckpointIO, CheckpointError, load_run
 from facemask_vae.config import validate_train_config
 
 log = logging.getLogger(__name__)
@@ -82,3 +82,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             log.info("tensorboard:     tensorboard --logdir %s", tb.log_dir)
         log.info("best checkpoint: %s", best or "(none saved)")
     return {"metrics": metrics, "output_dir": str(out_dir), "best_checkpoint": best}
+
+
+def test_checkpoint(path: str | Path) -> dict[str, float]:
+    """The test pass of a trained run's best checkpoint, run again with the current code.
+
+    For a run trained before a test metric was fixed: same data config, precision and seed as
+    the run, no retraining. ``path`` is a run directory made by ``train.py``.
+    """
+    run = load_run(path)
+    if run.config is None:
+        raise CheckpointError(f"{path}: needs the run directory (its config.yaml names the data)")
+    cfg = run.config
+    pl.seed_everything(int(cfg.seed), workers=True)
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.get("accelerator", "auto"),
+        devices=1,
+        precision=cfg.trainer.get("precision", "32-true"),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    results = trainer.test(run.model, datamodule=instantiate(cfg.data), verbose=False)
+    return {k: float(v) for k, v in results[0].items()}

@@ -4,7 +4,9 @@
 
 Every argument is a sweep directory; runs are matched across sweeps by their name
 (``<job>_<model>-<anneal>``). Reads the ``test/*`` scalars ``train.py`` logs after testing the
-best checkpoint, from the TensorBoard events, so it needs no model and no data.
+best checkpoint, from the TensorBoard events, so it needs no model and no data. With ``--retest``
+it runs each best checkpoint's test pass again with the current code instead (it needs the data),
+for runs logged before a test metric was fixed.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 METRICS = ("test/elbo", "test/recon", "test/kl", "test/psnr", "test/ssim", "test/loss")
 
@@ -39,12 +45,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("sweeps", nargs="+", type=Path)
     p.add_argument("--json", type=Path, default=None, help="also write the raw values here")
+    p.add_argument(
+        "--retest", action="store_true", help="re-run the test pass of each best checkpoint"
+    )
     args = p.parse_args()
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    read = test_metrics
+    if args.retest:
+        from facemask_vae.training import test_checkpoint as read
     for sweep in args.sweeps:
         for run in sorted(d for d in sweep.iterdir() if (d / "config.yaml").is_file()):
             name = run.name.split("_", 1)[1]
-            for k, v in test_metrics(run).items():
+            for k, v in read(run).items():
                 values[name][k].append(v)
     cols = [m for m in METRICS if any(m in v for v in values.values())]
     print(f"| run | seeds | {' | '.join(c.removeprefix('test/') for c in cols)} |")
