@@ -1,7 +1,7 @@
 """Training and evaluation speed of every model, against a plain reference, measured side by side.
 
-    python benchmarks/speed.py --quick --out benchmarks/results/speed_quick.json
-    python benchmarks/speed.py --out benchmarks/results/speed.json      # adds 128 px
+    python benchmarks/speed.py --quick --out /tmp/speed_quick.json    # 64 px, fewer steps
+    python benchmarks/speed.py --out benchmarks/results/speed.json    # 64 and 128 px
 
 Per model and image size it reports: training images/s of the project's default path (Lightning
 Trainer, the default precision, channels_last, the decoded-image cache) and of a plain reference

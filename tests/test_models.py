@@ -10,6 +10,7 @@ KINDS = [
     ("ae", AE, {}),
     ("vae", VAE, {"skip": "none"}),
     ("unet_var", VAE, {"skip": "variational"}),
+    ("unet_var_conv", VAE, {"skip": "variational", "skip_posterior": "conv"}),
     ("unet_det", VAE, {"skip": "deterministic", "skip_dropout": 0.5}),
 ]
 
@@ -142,6 +143,7 @@ def test_training_step_optimises_nats_per_dimension():
         ({"image_size": 60}, "not divisible"),
         ({"latent_dim": 0}, "latent_dim"),
         ({"skip": "sideways"}, "model.skip"),
+        ({"skip": "variational", "skip_posterior": "mlp"}, "model.skip_posterior"),
         ({"block": "dense"}, "model.block"),
         ({"norm": "layer"}, "model.norm"),
         ({"optimizer": "sgd"}, "model.optimizer"),

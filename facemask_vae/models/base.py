@@ -90,6 +90,7 @@ class AutoEncoderBase(pl.LightningModule):
         skip: str = "none",
         skip_dropout: float = 0.0,
         skip_latent_channels: int = 4,
+        skip_posterior: str = "block",
         free_bits: float = 0.0,
         free_bits_per: str = "dim",
         adv_latent_weight: float = 0.0,
@@ -133,6 +134,7 @@ class AutoEncoderBase(pl.LightningModule):
             skip=skip,
             skip_dropout=skip_dropout,
             skip_latent_channels=skip_latent_channels,
+            skip_posterior=skip_posterior,
         )
         self.likelihood = Likelihood(likelihood, sigma)
         self.beta = 1.0

@@ -23,6 +23,7 @@ from facemask_vae.losses import kl_normal, soft_clamp
 from facemask_vae.models.layers import ConvBlock, Down, Up
 
 SKIPS = ("none", "deterministic", "variational")
+POSTERIORS = ("block", "conv")
 LOGVAR_BOUND = 10.0  # exp(+-10) spans 4.5e-5 .. 2.2e4 in variance: no overflow, ample range
 
 
@@ -70,14 +71,21 @@ class Encoder(nn.Module):
 
 
 class VariationalSkip(nn.Module):
-    """One ladder level: prior from the decoder state, posterior residual on it from h_l."""
+    """One ladder level: prior from the decoder state, posterior residual on it from h_l.
 
-    def __init__(self, feat_ch: int, dec_ch: int, latent_ch: int) -> None:
+    ``posterior='block'`` reads the posterior through a conv block on [h_l, decoder state];
+    ``'conv'`` through a single conv, which on a CPU saves most of a skip level's cost.
+    """
+
+    def __init__(self, feat_ch: int, dec_ch: int, latent_ch: int, posterior: str = "block") -> None:
         super().__init__()
+        if posterior not in POSTERIORS:
+            raise ValueError(f"model.skip_posterior must be one of {POSTERIORS}, got {posterior!r}")
         self.prior = nn.Conv2d(dec_ch, 2 * latent_ch, 3, padding=1)
+        in_ch = feat_ch + dec_ch
+        block = [ConvBlock(in_ch, dec_ch, "plain", "none")] if posterior == "block" else []
         self.posterior = nn.Sequential(
-            ConvBlock(feat_ch + dec_ch, dec_ch, "plain", "none"),
-            nn.Conv2d(dec_ch, 2 * latent_ch, 3, padding=1),
+            *block, nn.Conv2d(dec_ch if block else in_ch, 2 * latent_ch, 3, padding=1)
         )
         self.project = nn.Conv2d(latent_ch, dec_ch, 3, padding=1)
         # start the posterior at the prior: no KL and no noise from untrained skip levels
@@ -108,6 +116,7 @@ class Decoder(nn.Module):
         skip: str = "none",
         skip_dropout: float = 0.0,
         skip_latent_channels: int = 4,
+        skip_posterior: str = "block",
     ) -> None:
         super().__init__()
         if skip not in SKIPS:
@@ -129,7 +138,9 @@ class Decoder(nn.Module):
         if skip == "deterministic":
             self.merges = nn.ModuleList(nn.Conv2d(c, c, 1) for c in rev)
         elif skip == "variational":
-            self.ladder = nn.ModuleList(VariationalSkip(c, c, skip_latent_channels) for c in rev)
+            self.ladder = nn.ModuleList(
+                VariationalSkip(c, c, skip_latent_channels, skip_posterior) for c in rev
+            )
         self.head = nn.Conv2d(rev[-1], 3, 3, padding=1)
 
     @property
