@@ -35,6 +35,11 @@ MODELS = {
     "ae": ("facemask_vae.models.AE", {}),
     "vae": ("facemask_vae.models.VAE", {"skip": "none"}),
     "vae_unet": ("facemask_vae.models.VAE", {"skip": "variational"}),
+    # model.skip_posterior=conv: each skip's posterior through one conv (conf/experiment/conv_posterior)
+    "vae_unet_convq": (
+        "facemask_vae.models.VAE",
+        {"skip": "variational", "skip_posterior": "conv"},
+    ),
 }
 
 

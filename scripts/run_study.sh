@@ -33,7 +33,8 @@ for stage in "${stages[@]}"; do
     adversarial) $PY train.py experiment=adversarial hydra.sweep.dir="$OUT/adversarial" ;;
     arch)
       $PY train.py experiment=resnet_blocks hydra.run.dir="$OUT/arch/resnet_blocks"
-      $PY train.py experiment=no_augment hydra.run.dir="$OUT/arch/no_augment" ;;
+      $PY train.py experiment=no_augment hydra.run.dir="$OUT/arch/no_augment"
+      $PY train.py experiment=conv_posterior hydra.run.dir="$OUT/arch/conv_posterior" ;;
     seeds)
       for s in 1 2; do
         $PY train.py experiment=ae_vs_vae seed=$s hydra.sweep.dir="$OUT/ae_vs_vae/seed$s"
@@ -45,7 +46,7 @@ for stage in "${stages[@]}"; do
         "$OUT/adversarial/0_aae" "$OUT/adversarial/1_vae_gan-linear/checkpoints/last.ckpt" ;;
     eval_arch)
       evaluate arch "$OUT/ae_vs_vae/seed42/2_vae_unet-linear" "$OUT/arch/resnet_blocks" \
-        "$OUT/arch/no_augment" ;;
+        "$OUT/arch/no_augment" "$OUT/arch/conv_posterior" ;;
     eval_seeds)  # seed 42 is eval_models' report
       for s in 1 2; do
         IFS=, read -ra r <<< "$(runs_of $OUT/ae_vs_vae/seed$s)"
