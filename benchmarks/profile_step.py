@@ -23,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.speed import MODELS, _build, machine  # noqa: E402
+from benchmarks.speed import MODELS, build_model, machine  # noqa: E402
 
 
 def make_step(model, batch: int, size: int, bf16: bool):
@@ -59,10 +59,10 @@ def main() -> None:
 
     from torch.profiler import ProfilerActivity, profile
 
-    from facemask_vae.config import auto_precision
+    from facemask_vae.config import cpu_has_fast_bf16
 
-    bf16 = auto_precision().startswith("bf16")
-    model = _build(args.model, args.size, channels_last=True)
+    bf16 = cpu_has_fast_bf16()  # the profile runs on the CPU whatever GPU the machine has
+    model = build_model(args.model, args.size, channels_last=True)
     step = make_step(model, args.batch, args.size, bf16)
     for _ in range(3):
         step()

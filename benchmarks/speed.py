@@ -35,7 +35,7 @@ MODELS = {
     "ae": ("facemask_vae.models.AE", {}),
     "vae": ("facemask_vae.models.VAE", {"skip": "none"}),
     "vae_unet": ("facemask_vae.models.VAE", {"skip": "variational"}),
-    # model.skip_posterior=conv: each skip's posterior through one conv (conf/experiment/conv_posterior)
+    # model.skip_posterior=conv: one conv per skip posterior (conf/experiment/conv_posterior)
     "vae_unet_convq": (
         "facemask_vae.models.VAE",
         {"skip": "variational", "skip_posterior": "conv"},
@@ -79,7 +79,7 @@ def machine() -> dict:
     }
 
 
-def _build(name: str, image_size: int, channels_last: bool, compile: bool = False):
+def build_model(name: str, image_size: int, channels_last: bool, compile: bool = False):
     from hydra.utils import get_class
 
     target, kw = MODELS[name]
@@ -92,7 +92,7 @@ def flops_per_image(name: str, image_size: int, batch: int = 8) -> float:
     """Forward + backward FLOPs of one training step, per image (torch's FLOP counter)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = _build(name, image_size, channels_last=False)
+    model = build_model(name, image_size, channels_last=False)
     x = torch.rand(batch, 3, image_size, image_size)
     with FlopCounterMode(display=False) as counter:
         terms = model.loss_terms(x)
@@ -129,7 +129,7 @@ def time_default_training(
 
     from facemask_vae.config import auto_precision
 
-    model = _build(name, image_size, channels_last=True, compile=compile)
+    model = build_model(name, image_size, channels_last=True, compile=compile)
     clock = _Clock().callback
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -172,7 +172,7 @@ def time_reference_training(
     loader = torch.utils.data.DataLoader(
         ds, batch_size=batch, shuffle=True, num_workers=0, drop_last=True
     )
-    model = _build(name, image_size, channels_last=False)
+    model = build_model(name, image_size, channels_last=False)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     done, t0 = 0, None
     while done < steps + warmup:
@@ -195,7 +195,7 @@ def time_evaluation(name: str, dm, image_size: int, batches: int) -> float:
     """Reconstruction throughput of the test split in the default precision."""
     from facemask_vae.config import auto_precision
 
-    model = _build(name, image_size, channels_last=True).eval()
+    model = build_model(name, image_size, channels_last=True).eval()
     dm.setup("test")
     loader = dm.test_dataloader()
     bf16 = auto_precision().startswith("bf16")

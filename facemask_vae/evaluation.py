@@ -264,6 +264,8 @@ def section_models(ctx: Context) -> None:
             anneal = OmegaConf.select(run.config, "anneal.name", default=None)
         ctx.put(name, "model.class", type(run.model).__name__, "model class")
         ctx.put(name, "model.skip", hp.get("skip", "none"), "U-Net skips")
+        posterior = hp.get("skip_posterior", "block") if hp.get("skip") == "variational" else "–"
+        ctx.put(name, "model.skip_posterior", posterior, "skip posterior (variational skips)")
         ctx.put(name, "model.anneal", anneal or "–", "KL annealing schedule")
         ctx.put(name, "model.latent_dim", int(hp.latent_dim), "latent dimensions (top)")
         ctx.put(name, "model.params", sum(p.numel() for p in run.model.parameters()), "parameters")

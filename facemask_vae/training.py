@@ -84,24 +84,30 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return {"metrics": metrics, "output_dir": str(out_dir), "best_checkpoint": best}
 
 
-def test_checkpoint(path: str | Path) -> dict[str, float]:
+def retest_checkpoint(path: str | Path) -> dict[str, float]:
     """The test pass of a trained run's best checkpoint, run again with the current code.
 
-    For a run trained before a test metric was fixed: same data config, precision and seed as
-    the run, no retraining. ``path`` is a run directory made by ``train.py``.
+    For a run trained before a test metric was fixed: the run's data and trainer settings on one
+    device, seeded with its seed, no retraining. The posterior samples differ from the original
+    test pass, which ran after training with another random state.
     """
     run = load_run(path)
     if run.config is None:
         raise CheckpointError(f"{path}: needs the run directory (its config.yaml names the data)")
     cfg = run.config
     pl.seed_everything(int(cfg.seed), workers=True)
-    trainer = pl.Trainer(
-        accelerator=cfg.trainer.get("accelerator", "auto"),
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
         devices=1,
-        precision=cfg.trainer.get("precision", "32-true"),
+        num_nodes=1,
+        strategy="auto",
         logger=False,
+        callbacks=[],
+        enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
     results = trainer.test(run.model, datamodule=instantiate(cfg.data), verbose=False)
+    if not results:
+        raise CheckpointError(f"{path}: the test pass returned no metrics")
     return {k: float(v) for k, v in results[0].items()}

@@ -52,7 +52,7 @@ def main() -> None:
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     read = test_metrics
     if args.retest:
-        from facemask_vae.training import test_checkpoint as read
+        from facemask_vae.training import retest_checkpoint as read
     for sweep in args.sweeps:
         for run in sorted(d for d in sweep.iterdir() if (d / "config.yaml").is_file()):
             name = run.name.split("_", 1)[1]

@@ -144,6 +144,7 @@ def test_training_step_optimises_nats_per_dimension():
         ({"latent_dim": 0}, "latent_dim"),
         ({"skip": "sideways"}, "model.skip"),
         ({"skip": "variational", "skip_posterior": "mlp"}, "model.skip_posterior"),
+        ({"skip": "none", "skip_posterior": "mlp"}, "model.skip_posterior"),
         ({"block": "dense"}, "model.block"),
         ({"norm": "layer"}, "model.norm"),
         ({"optimizer": "sgd"}, "model.optimizer"),

@@ -172,13 +172,13 @@ def test_ddp_on_two_cpu_processes(tmp_path):
 
 def test_a_runs_test_pass_reruns_from_its_best_checkpoint(two_epoch_run):
     """seed_table.py --retest: same data, precision and seed as the run, nothing retrained."""
-    from facemask_vae.training import test_checkpoint
+    from facemask_vae.training import retest_checkpoint
 
     out, result = two_epoch_run
-    again = test_checkpoint(out)
+    again = retest_checkpoint(out)
     logged = {k: v for k, v in result["metrics"].items() if k.startswith("test/")}
     assert set(again) == set(logged) and "test/ssim" in again
-    assert again == test_checkpoint(out)  # seeded: the posterior samples repeat
+    assert again == retest_checkpoint(out)  # seeded: the posterior samples repeat
     # another draw of the posterior samples moves the ELBO a little, never by much
     assert again["test/elbo"] == pytest.approx(logged["test/elbo"], rel=0.02)
     assert again["test/ssim"] == pytest.approx(logged["test/ssim"], abs=0.02)

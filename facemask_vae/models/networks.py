@@ -74,13 +74,11 @@ class VariationalSkip(nn.Module):
     """One ladder level: prior from the decoder state, posterior residual on it from h_l.
 
     ``posterior='block'`` reads the posterior through a conv block on [h_l, decoder state];
-    ``'conv'`` through a single conv, which on a CPU saves most of a skip level's cost.
+    ``'conv'`` through a single conv: fewer parameters and FLOPs, less capacity in q.
     """
 
     def __init__(self, feat_ch: int, dec_ch: int, latent_ch: int, posterior: str = "block") -> None:
         super().__init__()
-        if posterior not in POSTERIORS:
-            raise ValueError(f"model.skip_posterior must be one of {POSTERIORS}, got {posterior!r}")
         self.prior = nn.Conv2d(dec_ch, 2 * latent_ch, 3, padding=1)
         in_ch = feat_ch + dec_ch
         block = [ConvBlock(in_ch, dec_ch, "plain", "none")] if posterior == "block" else []
@@ -121,6 +119,10 @@ class Decoder(nn.Module):
         super().__init__()
         if skip not in SKIPS:
             raise ValueError(f"model.skip must be one of {SKIPS}, got {skip!r}")
+        if skip_posterior not in POSTERIORS:
+            raise ValueError(
+                f"model.skip_posterior must be one of {POSTERIORS}, got {skip_posterior!r}"
+            )
         if not 0.0 <= skip_dropout <= 1.0:
             raise ValueError(f"model.skip_dropout is a probability in [0, 1], got {skip_dropout}")
         if skip_latent_channels < 1:
