@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py --quick --out /tmp/speed_quick.json    # 64 px, fewer steps
     python benchmarks/speed.py --out benchmarks/results/speed.json    # 64 and 128 px
+    python benchmarks/speed.py --sizes 64 --models vae_unet,vae_unet_convq
 
 Per model and image size it reports: training images/s of the project's default path (Lightning
 Trainer, the default precision, channels_last, the decoded-image cache) and of a plain reference
@@ -259,6 +260,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--quick", action="store_true", help="64 px only, fewer steps")
+    p.add_argument("--sizes", default="64,128", help="image sizes, comma-separated")
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--models", default="ae,vae,vae_unet")
@@ -283,7 +285,7 @@ def main() -> None:
     if not data:
         data = str(write_synthetic_jpegs(work, n_train=2000 if args.quick else 4000))
         source = "synthetic JPEGs written for the benchmark"
-    sizes = [64] if args.quick else [64, 128]
+    sizes = [64] if args.quick else [int(v) for v in args.sizes.split(",")]
     steps = 8 if args.quick else 20
     result = {
         "machine": machine(),
@@ -292,6 +294,7 @@ def main() -> None:
         "steps_timed": steps,
         "models": {},
         "data_module": {},
+        "command": "python " + " ".join(sys.argv),
     }
     for size in sizes:
         cache = work / f"cache{size}"
