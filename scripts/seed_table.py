@@ -2,8 +2,8 @@
 
     python scripts/seed_table.py logs/study/ae_vs_vae/seed42 logs/study/ae_vs_vae/seed1 ...
 
-Every argument is a sweep directory; runs are matched across sweeps by their name
-(``<job>_<model>-<anneal>``). Reads the ``test/*`` scalars ``train.py`` logs after testing the
+Every argument is a sweep directory or a single run directory; runs are grouped by the
+``run_name`` in their ``config.yaml`` (``<model>-<anneal>``), one row per name. Reads the ``test/*`` scalars ``train.py`` logs after testing the
 best checkpoint, from the TensorBoard events, so it needs no model and no data. With ``--retest``
 it runs each best checkpoint's test pass again with the current code instead (it needs the data),
 for runs logged before a test metric was fixed.
@@ -18,6 +18,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +34,19 @@ def test_metrics(run_dir: Path) -> dict[str, float]:
     return {t: acc.Scalars(t)[-1].value for t in acc.Tags()["scalars"] if t.startswith("test/")}
 
 
+def runs_in(dirs: list[Path]) -> list[Path]:
+    """The run directories (those with a config.yaml) among ``dirs`` and directly inside them."""
+    runs = []
+    for d in dirs:
+        if (d / "config.yaml").is_file():
+            runs.append(d)
+        else:
+            runs += sorted(r for r in d.iterdir() if (r / "config.yaml").is_file())
+    if not runs:
+        raise SystemExit(f"no run directories (with a config.yaml) in {[str(d) for d in dirs]}")
+    return runs
+
+
 def _fmt(x: float, like: float | None = None) -> str:
     """Nats with thousands separators and no decimals; small values (PSNR, SSIM) with 2-3."""
     ref = abs(like if like is not None else x)
@@ -43,7 +57,7 @@ def _fmt(x: float, like: float | None = None) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("sweeps", nargs="+", type=Path)
+    p.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories")
     p.add_argument("--json", type=Path, default=None, help="also write the raw values here")
     p.add_argument(
         "--retest", action="store_true", help="re-run the test pass of each best checkpoint"
@@ -53,11 +67,10 @@ def main() -> None:
     read = test_metrics
     if args.retest:
         from facemask_vae.training import retest_checkpoint as read
-    for sweep in args.sweeps:
-        for run in sorted(d for d in sweep.iterdir() if (d / "config.yaml").is_file()):
-            name = run.name.split("_", 1)[1]
-            for k, v in read(run).items():
-                values[name][k].append(v)
+    for run in runs_in(args.dirs):
+        name = str(OmegaConf.load(run / "config.yaml").run_name)
+        for k, v in read(run).items():
+            values[name][k].append(v)
     cols = [m for m in METRICS if any(m in v for v in values.values())]
     print(f"| run | seeds | {' | '.join(c.removeprefix('test/') for c in cols)} |")
     print(f"|---|---:|{'---:|' * len(cols)}")

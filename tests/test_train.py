@@ -182,3 +182,18 @@ def test_a_runs_test_pass_reruns_from_its_best_checkpoint(two_epoch_run):
     # another draw of the posterior samples moves the ELBO a little, never by much
     assert again["test/elbo"] == pytest.approx(logged["test/elbo"], rel=0.02)
     assert again["test/ssim"] == pytest.approx(logged["test/ssim"], abs=0.02)
+
+
+def test_seed_table_groups_runs_by_run_name_from_run_or_sweep_dirs(two_epoch_run, tmp_path):
+    out, result = two_epoch_run
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "0_copy").symlink_to(out, target_is_directory=True)  # the same run, seen twice
+    done = run_script("scripts/seed_table.py", [str(out), str(sweep)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    name = OmegaConf.load(out / "config.yaml").run_name
+    row = next(ln for ln in done.stdout.splitlines() if ln.startswith(f"| {name} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "2"  # two runs of one name: one row, with a std column
+    elbo = f"{result['metrics']['test/elbo']:,.0f}"
+    assert cells[2] == f"{elbo} ± 0"
