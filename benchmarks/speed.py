@@ -2,7 +2,7 @@
 
     python benchmarks/speed.py --quick --out /tmp/speed_quick.json    # 64 px, fewer steps
     python benchmarks/speed.py --out benchmarks/results/speed.json    # 64 and 128 px
-    python benchmarks/speed.py --sizes 64 --models vae_unet,vae_unet_convq
+    python benchmarks/speed.py --sizes 64 --models vae_unet,vae_unet_block
 
 Per model and image size it reports: training images/s of the project's default path (Lightning
 Trainer, the default precision, channels_last, the decoded-image cache) and of a plain reference
@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT))
 MODELS = {
     "ae": ("facemask_vae.models.AE", {}),
     "vae": ("facemask_vae.models.VAE", {"skip": "none"}),
-    "vae_unet": ("facemask_vae.models.VAE", {"skip": "variational"}),
-    # model.skip_posterior=conv: one conv per skip posterior (conf/experiment/conv_posterior)
-    "vae_unet_convq": (
+    "vae_unet": ("facemask_vae.models.VAE", {"skip": "variational", "skip_posterior": "conv"}),
+    # the study's U-Net VAE: conv-block skip posteriors (conf/experiment/ae_vs_vae.yaml)
+    "vae_unet_block": (
         "facemask_vae.models.VAE",
-        {"skip": "variational", "skip_posterior": "conv"},
+        {"skip": "variational", "skip_posterior": "block"},
     ),
 }
 
@@ -263,7 +263,7 @@ def main() -> None:
     p.add_argument("--sizes", default="64,128", help="image sizes, comma-separated")
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--models", default="ae,vae,vae_unet")
+    p.add_argument("--models", default="ae,vae,vae_unet,vae_unet_block")
     p.add_argument(
         "--compile", action="store_true", help="also time the default path with torch.compile"
     )

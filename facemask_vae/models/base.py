@@ -90,7 +90,7 @@ class AutoEncoderBase(pl.LightningModule):
         skip: str = "none",
         skip_dropout: float = 0.0,
         skip_latent_channels: int = 4,
-        skip_posterior: str = "block",
+        skip_posterior: str = "block",  # conf/model/vae_unet.yaml sets conv; block loads old runs
         free_bits: float = 0.0,
         free_bits_per: str = "dim",
         adv_latent_weight: float = 0.0,
