@@ -38,7 +38,8 @@ for stage in "${stages[@]}"; do
     seeds)
       for s in 1 2; do
         $PY train.py experiment=ae_vs_vae seed=$s hydra.sweep.dir="$OUT/ae_vs_vae/seed$s"
-      done ;;
+      done
+      $PY train.py -m experiment=conv_posterior seed=1,2 hydra.sweep.dir="$OUT/conv_posterior_seeds" ;;
     eval_models) IFS=, read -ra r <<< "$(runs_of $OUT/ae_vs_vae/seed42)"; evaluate ae_vs_vae "${r[@]}" ;;
     eval_anneal) IFS=, read -ra r <<< "$(runs_of $OUT/anneal_sweep)"; evaluate anneal_sweep "${r[@]}" ;;
     eval_adversarial)  # VAE-GAN: last.ckpt, as its ELBO-best checkpoint predates the GAN term
