@@ -89,7 +89,8 @@ def retest_checkpoint(path: str | Path) -> dict[str, float]:
 
     For a run trained before a test metric was fixed: the run's data and trainer settings on one
     device, seeded with its seed, no retraining. The posterior samples differ from the original
-    test pass, which ran after training with another random state.
+    test pass, which ran after training with another random state, and ``test/loss`` weights
+    the KL with beta = 1 (no annealing callback runs); ``test/elbo`` never depends on beta.
     """
     run = load_run(path)
     if run.config is None:
