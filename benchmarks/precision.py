@@ -25,6 +25,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def val_elbo_history(run_dir: Path) -> list[float]:
+    """The run's validation ELBO after each epoch, from its TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values: list[float] = []
+    for events in sorted(run_dir.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        if "val/elbo" in acc.Tags()["scalars"]:
+            values += [e.value for e in acc.Scalars("val/elbo")]
+    return values
+
+
 def run(precision: str, seed: int, args: argparse.Namespace, work: Path) -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -38,6 +51,7 @@ def run(precision: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         *data,
         f"model={args.model}",
         f"anneal={args.anneal}",
+        f"model.scheduler={args.scheduler}",
         *([f"data.limit_per_split={args.limit}"] if args.limit else []),
         f"trainer.max_epochs={args.epochs}",
         f"trainer.precision={precision}",
@@ -60,6 +74,7 @@ def run(precision: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         "precision": precision,
         "seed": seed,
         "val_elbo": m["val/elbo"],
+        "val_elbo_per_epoch": val_elbo_history(out),
         "val_recon": m["val/recon"],
         "val_kl": m["val/kl"],
         "seconds": seconds,
@@ -73,6 +88,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--limit", type=int, default=None, help="images per split (default: all)")
     p.add_argument("--anneal", default="constant", help="a conf/anneal/ config")
+    p.add_argument("--scheduler", default="cosine", help="model.scheduler: cosine | null | plateau")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--seeds", default="42,43,44", help="comma-separated; each runs both precisions")
     args = p.parse_args()
@@ -96,6 +112,7 @@ def main() -> None:
         "epochs": args.epochs,
         "images_per_split": args.limit or "all",
         "anneal": args.anneal,
+        "scheduler": args.scheduler,
         "seeds": seeds,
         "data": "real Face Mask 12K" if os.environ.get("FACEMASK_ROOT") else "synthetic",
         "runs": runs,
