@@ -41,7 +41,7 @@ def val_elbo_history(run_dir: Path) -> list[float]:
 def run(precision: str, seed: int, args: argparse.Namespace, work: Path) -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
+    from omegaconf import OmegaConf, open_dict
 
     from facemask_vae.config import CONF_DIR
     from facemask_vae.training import train
@@ -75,6 +75,7 @@ def run(precision: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         "seed": seed,
         "val_elbo": m["val/elbo"],
         "val_elbo_per_epoch": val_elbo_history(out),
+        "model_config": OmegaConf.to_container(cfg.model, resolve=True),
         "val_recon": m["val/recon"],
         "val_kl": m["val/kl"],
         "seconds": seconds,
@@ -96,6 +97,7 @@ def main() -> None:
     precisions = ("32-true", "bf16-mixed")
     with tempfile.TemporaryDirectory() as tmp:
         runs = [run(prec, seed, args, Path(tmp)) for seed in seeds for prec in precisions]
+    model_config = [r.pop("model_config") for r in runs][-1]  # the same in every run
     elbo = {q: [r["val_elbo"] for r in runs if r["precision"] == q] for q in precisions}
     fp32_mean = statistics.mean(elbo["32-true"])
     per_prec = {
@@ -109,6 +111,7 @@ def main() -> None:
     paired = [(b - f) / abs(f) for f, b in zip(elbo["32-true"], elbo["bf16-mixed"], strict=True)]
     summary = {
         "model": args.model,
+        "model_config": model_config,
         "epochs": args.epochs,
         "images_per_split": args.limit or "all",
         "anneal": args.anneal,
