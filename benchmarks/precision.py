@@ -2,6 +2,7 @@
 
     python benchmarks/precision.py --out benchmarks/results/precision.json
     python benchmarks/precision.py --epochs 1 --limit 512 --seeds 42   # a quick look
+    python benchmarks/precision.py model.skip_posterior=block         # any Hydra override
 
 Trains the default U-Net VAE (64 px, batch 128) in float32 and in bf16-mixed from each of the
 seeds and compares the final validation ELBOs: per seed (the same initialisation and data order
@@ -59,6 +60,7 @@ def run(precision: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         "+trainer.enable_progress_bar=false",
         f"seed={seed}",
         "test=false",
+        *args.overrides,
     ]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -91,6 +93,7 @@ def main() -> None:
     p.add_argument("--anneal", default="constant", help="a conf/anneal/ config")
     p.add_argument("--scheduler", default="cosine", help="model.scheduler: cosine | null | plateau")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for both precisions")
     p.add_argument("--seeds", default="42,43,44", help="comma-separated; each runs both precisions")
     args = p.parse_args()
     seeds = [int(v) for v in args.seeds.split(",")]

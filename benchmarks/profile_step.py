@@ -3,9 +3,9 @@
     python benchmarks/profile_step.py --model vae_unet --out benchmarks/results/profile_vae_unet.json
 
 Runs the bare training step of ``speed.py``'s reference loop, but on the default path's settings
-(bf16 autocast where the CPU has AMX, channels_last, AdamW, gradient clipping) on random images,
-so the figures are the model's own cost with no data loading and no Lightning. Then profiles a
-few steps with torch.profiler and lists the ops by self CPU time, grouped by input shape, so a
+(bf16 autocast where the CPU has AMX, channels_last, heap reuse, AdamW, gradient clipping) on
+random images, so the figures are the model's own cost with no data loading and no Lightning.
+Then profiles a few steps with torch.profiler and lists the ops by self CPU time, grouped by input shape, so a
 reader sees which layer pays (e.g. the 64 x 64 decoder stage or a skip level's posterior).
 """
 
@@ -58,8 +58,10 @@ def main() -> None:
 
     from torch.profiler import ProfilerActivity, profile
 
+    from facemask_vae.callbacks import reuse_freed_heap_memory
     from facemask_vae.config import cpu_has_fast_bf16
 
+    reuse_freed_heap_memory()
     bf16 = cpu_has_fast_bf16()  # the profile runs on the CPU whatever GPU the machine has
     model = build_model(args.model, args.size, channels_last=True)
     step = make_step(model, args.batch, args.size, bf16)
