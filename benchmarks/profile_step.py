@@ -1,18 +1,21 @@
 """Where a training step's time goes: forward, backward and optimiser, then the costliest ops.
 
     python benchmarks/profile_step.py --model vae_unet --out benchmarks/results/profile_vae_unet.json
+    python benchmarks/profile_step.py --model vae_unet --no-heap-reuse   # glibc's default malloc
 
 Runs the bare training step of ``speed.py``'s reference loop, but on the default path's settings
 (bf16 autocast where the CPU has AMX, channels_last, heap reuse, AdamW, gradient clipping) on
 random images, so the figures are the model's own cost with no data loading and no Lightning.
-Then profiles a few steps with torch.profiler and lists the ops by self CPU time, grouped by input shape, so a
-reader sees which layer pays (e.g. the 64 x 64 decoder stage or a skip level's posterior).
+Then profiles a few steps with torch.profiler and lists the ops by self CPU time, grouped by
+input shape, so a reader sees which layer pays (e.g. the 64 x 64 decoder stage or a skip
+level's posterior).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import time
@@ -54,6 +57,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps (after 3 warm-up steps)")
     p.add_argument("--top", type=int, default=25, help="ops to list")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--heap-reuse",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the default path's HeapReuse (glibc); --no-heap-reuse profiles without it",
+    )
     args = p.parse_args()
 
     from torch.profiler import ProfilerActivity, profile
@@ -61,13 +70,15 @@ def main() -> None:
     from facemask_vae.callbacks import reuse_freed_heap_memory
     from facemask_vae.config import cpu_has_fast_bf16
 
-    reuse_freed_heap_memory()
+    heap_reuse = args.heap_reuse and reuse_freed_heap_memory()
     bf16 = cpu_has_fast_bf16()  # the profile runs on the CPU whatever GPU the machine has
     model = build_model(args.model, args.size, channels_last=True)
     step = make_step(model, args.batch, args.size, bf16)
     for _ in range(3):
         step()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     times = [step() for _ in range(args.steps)]
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     fwd, bwd, opt = (statistics.mean(t[i] for t in times) for i in range(3))
     total = fwd + bwd + opt
 
@@ -91,10 +102,13 @@ def main() -> None:
         "image_size": args.size,
         "batch_size": args.batch,
         "precision": "bf16 autocast" if bf16 else "float32",
+        "heap_reuse": heap_reuse,
         "step_ms": 1000 * total,
         "forward_ms": 1000 * fwd,
         "backward_ms": 1000 * bwd,
         "optimizer_ms": 1000 * opt,
+        # CPU time the kernel spent for the process (page faults, mmap) per step
+        "system_cpu_ms": 1000 * (cpu1.ru_stime - cpu0.ru_stime) / args.steps,
         "img_per_s": args.batch / total,
         "epoch_seconds_10023_images": 10023 / (args.batch / total),
         "top_ops": ops,
@@ -103,7 +117,8 @@ def main() -> None:
     print(
         f"{args.model} @ {args.size}px, batch {args.batch}, {result['precision']}: "
         f"{result['step_ms']:.0f} ms/step (forward {result['forward_ms']:.0f}, backward "
-        f"{result['backward_ms']:.0f}, optimiser {result['optimizer_ms']:.0f}), "
+        f"{result['backward_ms']:.0f}, optimiser {result['optimizer_ms']:.0f}; kernel "
+        f"{result['system_cpu_ms']:.0f}), "
         f"{result['img_per_s']:.0f} img/s, epoch {result['epoch_seconds_10023_images']:.1f} s"
     )
     for o in ops:
