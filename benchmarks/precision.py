@@ -28,15 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 def val_elbo_history(run_dir: Path) -> list[float]:
     """The run's validation ELBO after each epoch, from its TensorBoard events."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from facemask_vae.curves import read_curves
 
-    values: list[float] = []
-    for events in sorted(run_dir.rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        if "val/elbo" in acc.Tags()["scalars"]:
-            values += [e.value for e in acc.Scalars("val/elbo")]
-    return values
+    _, values = read_curves(run_dir, {"elbo": {"val": "val/elbo"}})["elbo"]["val"]
+    return values.tolist()
 
 
 def run(precision: str, seed: int, args: argparse.Namespace, work: Path) -> dict:
@@ -100,7 +95,9 @@ def main() -> None:
     precisions = ("32-true", "bf16-mixed")
     with tempfile.TemporaryDirectory() as tmp:
         runs = [run(prec, seed, args, Path(tmp)) for seed in seeds for prec in precisions]
-    model_config = [r.pop("model_config") for r in runs][-1]  # the same in every run
+    model_config = runs[0]["model_config"]  # the same in every run: kept once
+    for r in runs:
+        del r["model_config"]
     elbo = {q: [r["val_elbo"] for r in runs if r["precision"] == q] for q in precisions}
     fp32_mean = statistics.mean(elbo["32-true"])
     per_prec = {

@@ -134,6 +134,7 @@ class NonFiniteGuard(pl.Callback):
 
 # mallopt(3) parameters, from glibc's malloc.h
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
 def reuse_freed_heap_memory() -> bool:
@@ -144,7 +145,7 @@ def reuse_freed_heap_memory() -> bool:
     page-faults its activations in again: about a tenth of a CPU training step here, spent in the
     kernel. Process-wide and for the life of the process, like LD_PRELOADing jemalloc.
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not GLIBC:
         return False
     libc = ctypes.CDLL(None)
     # no mmap for large blocks (they come from the heap), and never trim the heap's free top

@@ -15,9 +15,12 @@ CURVE_TAGS = {
 }
 
 
-def read_curves(run_dir: Path) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+def read_curves(
+    run_dir: Path, tags: dict[str, dict[str, str]] = CURVE_TAGS
+) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Per-epoch scalars of a run from its TensorBoard event files: {quantity: {stage: (epochs,
-    values)}}. The epoch of a point is Lightning's logged ``epoch`` scalar at that step."""
+    values)}} for the ``tags`` given as {quantity: {stage: tag}}. The epoch of a point is
+    Lightning's logged ``epoch`` scalar at that step."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # per-file INFO lines
@@ -27,17 +30,17 @@ def read_curves(run_dir: Path) -> dict[str, dict[str, tuple[np.ndarray, np.ndarr
     for d in dirs:
         ea = EventAccumulator(str(d), size_guidance={"scalars": 0})
         ea.Reload()
-        tags = set(ea.Tags().get("scalars", []))
+        logged = set(ea.Tags().get("scalars", []))
         ep_steps, ep_vals = np.array([]), np.array([])
-        if "epoch" in tags:
+        if "epoch" in logged:
             ev = ea.Scalars("epoch")
             ep_steps = np.array([e.step for e in ev])
             ep_vals = np.array([e.value for e in ev])
             order = np.argsort(ep_steps, kind="stable")
             ep_steps, ep_vals = ep_steps[order], ep_vals[order]
-        for q, stages in CURVE_TAGS.items():
+        for q, stages in tags.items():
             for stage, tag in stages.items():
-                if tag not in tags:
+                if tag not in logged:
                     continue
                 ev = ea.Scalars(tag)
                 steps = np.array([e.step for e in ev])

@@ -3,10 +3,11 @@
     python scripts/seed_table.py logs/study/ae_vs_vae/seed42 logs/study/ae_vs_vae/seed1 ...
 
 Every argument is a sweep directory or a single run directory; runs are grouped by the
-``run_name`` in their ``config.yaml`` (``<model>-<anneal>``), one row per name. Reads the ``test/*`` scalars ``train.py`` logs after testing the
-best checkpoint, from the TensorBoard events, so it needs no model and no data. With ``--retest``
-it runs each best checkpoint's test pass again with the current code instead (it needs the data),
-for runs logged before a test metric was fixed.
+``run_name`` in their ``config.yaml`` (``<model>-<anneal>``), one row per name. Reads the
+``test/*`` scalars ``train.py`` logs after testing the best checkpoint, from the TensorBoard
+events, so it needs no model and no data. With ``--retest`` it runs each best checkpoint's test
+pass again with the current code instead (it needs the data), for runs logged before a test
+metric was fixed.
 """
 
 from __future__ import annotations

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import platform
 import subprocess
 import sys
 
 import pytest
 
+from facemask_vae.callbacks import GLIBC
 from tests.helpers import compose_config
 
 # Faults of one alloc-touch-free cycle of a 64 MB block (16,384 pages), before and after.
@@ -29,9 +29,7 @@ print(plain, faults_of_a_cycle())
 """
 
 
-@pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
-)
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
 def test_heap_reuse_stops_large_blocks_from_faulting_in_again_each_time():
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
