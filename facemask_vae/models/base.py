@@ -8,7 +8,6 @@ Trainer, a callback or the evaluation needs (steps, metrics, ``encode``/``decode
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,19 +21,10 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from facemask_vae.adversarial import (
-    DivergenceMonitor,
-    LatentCritic,
-    PatchCritic,
-    critic_accuracy,
-    critic_loss,
-    fooling_loss,
-)
+from facemask_vae.adversarial import AdversarialUpdate
 from facemask_vae.losses import Likelihood, apply_free_bits
 from facemask_vae.metrics import active_units
 from facemask_vae.models.networks import Decoder, Encoder, check_geometry
-
-log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULERS = (None, "cosine", "plateau")
@@ -115,12 +105,6 @@ class AutoEncoderBase(pl.LightningModule):
             raise ValueError(f"model.lr must be a positive number, got {lr}")
         if free_bits < 0:
             raise ValueError(f"model.free_bits must be >= 0, got {free_bits}")
-        for key, value in (
-            ("adv_latent_weight", adv_latent_weight),
-            ("adv_image_weight", adv_image_weight),
-        ):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"model.{key} must be a finite number >= 0, got {value}")
         self.image_size, self.latent_dim = int(image_size), int(latent_dim)
         self.encoder = Encoder(widths, block, norm)
         flat = widths[-1] * (self.image_size // 2 ** len(widths)) ** 2
@@ -141,19 +125,24 @@ class AutoEncoderBase(pl.LightningModule):
         self.last_terms: dict[str, torch.Tensor] = {}
         self.n_dims = 3 * self.image_size**2
         self._mu_store: dict[str, list[torch.Tensor]] = {"train": [], "val": []}
-        # adversarial options (off by default): critics trained in a second, manual update
-        self.critics = nn.ModuleDict()
-        if adv_latent_weight > 0:
-            self.critics["latent"] = LatentCritic(self.latent_dim)
-        if adv_image_weight > 0:
-            self.critics["image"] = PatchCritic()
-        if scheduler == "plateau" and len(self.critics):
+        # the adversarial option (off by default): critics trained in a second, manual update;
+        # they stay this module's ``critics`` (checkpoint keys critics.*)
+        self.adversarial = AdversarialUpdate(
+            self.latent_dim,
+            adv_latent_weight,
+            adv_image_weight,
+            adv_image_start,
+            critic_lr,
+            critic_patience,
+            generative_prior=self.has_kl,
+        )
+        self.critics = self.adversarial.critics
+        if scheduler == "plateau" and self.adversarial.enabled:
             raise ValueError("model.scheduler=plateau is not supported with adversarial terms")
-        self.automatic_optimization = not len(self.critics)
+        self.automatic_optimization = not self.adversarial.enabled
         #: set by training.train from trainer.gradient_clip_val (Lightning cannot clip for us
         #: under manual optimisation)
         self.grad_clip_val: float | None = None
-        self.divergence = {k: DivergenceMonitor(critic_patience) for k in self.critics}
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -269,71 +258,16 @@ class AutoEncoderBase(pl.LightningModule):
         loss, terms = self._step(batch, "train")
         if self.automatic_optimization:
             return loss / self.n_dims
-        return self._adversarial_step(batch[0], terms, loss / self.n_dims)
-
-    def _adversarial_step(
-        self, x: torch.Tensor, terms: LossTerms, loss: torch.Tensor
-    ) -> torch.Tensor:
-        """One two-player update: the autoencoder (with its fooling terms), then the critics.
-
-        The critics' optimiser is stepped unwrapped so that ``global_step`` keeps counting
-        batches: the annealing schedules, ``max_steps`` and ``adv_image_start`` stay in batches.
-        """
-        hp = self.hparams
-        opt_g, opt_c = self.optimizers()
-        z = terms.z if terms.z is not None else terms.mu
-        fakes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # critic -> (real, fake)
-        total = loss
-        if "latent" in self.critics:
-            fool = fooling_loss(self.critics["latent"](z))
-            total = total + hp.adv_latent_weight * fool
-            self.log("train/fool_latent", fool, on_step=True, on_epoch=True)
-            fakes["latent"] = (torch.randn_like(z.float()), z.detach())
-        if "image" in self.critics and self.global_step >= hp.adv_image_start:
-            recon = self.likelihood.mean(terms.out)
-            images = [recon]
-            if self.has_kl or "latent" in self.critics:  # a prior worth sampling from
-                images.append(self.likelihood.mean(self.decoder(torch.randn_like(z)).out))
-            fake = torch.cat(images)
-            fool = fooling_loss(self.critics["image"](fake))
-            total = total + hp.adv_image_weight * fool
-            self.log("train/fool_image", fool, on_step=True, on_epoch=True)
-            fakes["image"] = (x, fake.detach())
-
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(total)
-        if self.grad_clip_val:
-            self.clip_gradients(opt_g, gradient_clip_val=self.grad_clip_val)
-        opt_g.step()
-        sched = self.lr_schedulers()
-        if sched is not None:
-            sched.step()
-
-        opt_c.zero_grad(set_to_none=True)  # also drops what the fooling terms left on critics
-        if fakes:
-            c_total = loss.new_zeros(())
-            for name, (real, fake) in fakes.items():
-                real_logits, fake_logits = self.critics[name](real), self.critics[name](fake)
-                c_loss = critic_loss(real_logits, fake_logits)
-                acc = critic_accuracy(real_logits.detach(), fake_logits.detach())
-                c_total = c_total + c_loss
-                self.log_dict(
-                    {f"train/critic_{name}_loss": c_loss, f"train/critic_{name}_acc": acc},
-                    on_step=True,
-                    on_epoch=True,
-                )
-                if self.global_step % 10 == 0 and self.divergence[name].update(float(acc)):
-                    log.warning(
-                        "the %s critic has been right about >= 99%% of its inputs for %d checks "
-                        "(every 10 steps up to step %d): it has won and its fooling term gives "
-                        "little gradient. Lower model.critic_lr or raise the adversarial weight.",
-                        name,
-                        self.divergence[name].patience,
-                        self.global_step,
-                    )
-            self.manual_backward(c_total)
-            opt_c.optimizer.step()
-        return total
+        return self.adversarial.step(
+            self,
+            batch[0],
+            terms.z if terms.z is not None else terms.mu,
+            terms.out,
+            loss / self.n_dims,
+            to_image=self.likelihood.mean,
+            decode=lambda z: self.decoder(z).out,
+            clip_val=self.grad_clip_val,
+        )
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -364,11 +298,7 @@ class AutoEncoderBase(pl.LightningModule):
         hp = self.hparams
         params = [p for n, p in self.named_parameters() if not n.startswith("critics.")]
         opt = OPTIMIZERS[hp.optimizer](params, lr=hp.lr, weight_decay=hp.weight_decay)
-        critic_opt = (
-            torch.optim.Adam(self.critics.parameters(), lr=hp.critic_lr, betas=(0.5, 0.999))
-            if len(self.critics)
-            else None
-        )
+        critic_opt = self.adversarial.optimizer()
         if hp.scheduler == "cosine":
             total = max(int(self.trainer.estimated_stepping_batches), 1)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
