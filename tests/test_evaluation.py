@@ -16,7 +16,15 @@ from helpers import TINY, compose_config, run_script
 from facemask_vae import metrics as M
 from facemask_vae.checkpoints import CheckpointError, find_checkpoint, load_run, unique_names
 from facemask_vae.curves import read_curves
-from facemask_vae.evaluation import REFERENCE, evaluate, interpolation_pairs, swap_shares
+from facemask_vae.evaluation import (
+    REFERENCE,
+    evaluate,
+    interpolation_pairs,
+    load_everything,
+    section_probes,
+    section_skips,
+    swap_shares,
+)
 from facemask_vae.fid import InceptionFeatures, inception_weights
 from facemask_vae.iwae import importance_log_weights
 from facemask_vae.models import VAE
@@ -141,6 +149,29 @@ def test_results_are_deterministic_for_a_seed(evaluated, runs, tmp_path):
                 assert again[col][key] == pytest.approx(v, rel=1e-6, abs=1e-9), f"{col}/{key}"
             else:
                 assert again[col][key] == v, f"{col}/{key}"
+
+
+@pytest.mark.parametrize(
+    ("section", "prefix"), [(section_skips, "skips."), (section_probes, "probe.")]
+)
+def test_a_later_section_runs_alone_with_the_numbers_of_the_full_run(
+    evaluated, tmp_path, section, prefix
+):
+    """Latents, per-level KLs and pairs come from cached accessors, not from what an earlier
+    section left behind: a section run alone on a fresh context gives the same numbers."""
+    out, args = evaluated
+    cfg = compose_config([a for a in args if not a.startswith("hydra.")], tmp_path, name="eval")
+    full = json.loads((out / "metrics.json").read_text())["metrics"]
+    ctx = load_everything(cfg, tmp_path)
+    section(ctx)
+    got = {(col, k): v for col, vals in ctx.values.items() for k, v in vals.items()}
+    want = {
+        (col, k): v for col, vals in full.items() for k, v in vals.items() if k.startswith(prefix)
+    }
+    assert got.keys() == want.keys() and len(got) > 5  # this section's numbers, no other's
+    for key, v in want.items():
+        expected = pytest.approx(v, rel=1e-6, abs=1e-9) if isinstance(v, float) else v
+        assert got[key] == expected, key
 
 
 # ---- checkpoints -------------------------------------------------------------------------------

@@ -1,0 +1,126 @@
+"""The side-by-side evaluation behind ``eval.py``: every section of the study, for every run.
+
+:func:`evaluate` loads the runs (:mod:`facemask_vae.checkpoints`), the data and the cached
+domain CNN (:mod:`facemask_vae.classifier`) into a :class:`~.context.Context`, runs the sections
+below (one module each), and writes ``metrics.json``, ``report.md`` (:mod:`.output`) and the
+figures (:mod:`facemask_vae.report`) to the output dir:
+
+0. the models compared (:mod:`.models`),
+1. reconstruction (MSE, PSNR, SSIM; negative ELBO and IWAE bound for VAEs; :mod:`.reconstruction`),
+2. random samples (domain Frechet distance, CNN confidence and class balance; FID/KID optional;
+   :mod:`.samples`),
+3. latent space (t-SNE, k-NN accuracy, silhouette; :mod:`.latents`),
+4. interpolation smoothness (pixel and CNN-feature space; :mod:`.interpolation`),
+5. mask classification probes on latents (with pixel and supervised-CNN references; :mod:`.probes`),
+6. training curves from TensorBoard events (:mod:`.training`),
+7. what the U-Net skips carry (per-level KL, active units, swap test; :mod:`.skips`).
+
+What several sections read (latents, per-level KLs, the test pairs) comes from the cached
+accessors of :mod:`.shared`, computed on first use: any section runs alone, in any order.
+Every random draw comes from generators seeded by ``cfg.seed``: the same runs, data and seed
+give the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from facemask_vae.evaluation.context import REFERENCE, Context, load_everything, timed
+from facemask_vae.evaluation.interpolation import section_interpolation
+from facemask_vae.evaluation.latents import section_latent_space
+from facemask_vae.evaluation.models import section_models
+from facemask_vae.evaluation.output import write_metrics, write_report
+from facemask_vae.evaluation.probes import PIXEL_PROBE_VERSION, pixel_probes, section_probes
+from facemask_vae.evaluation.reconstruction import section_reconstruction
+from facemask_vae.evaluation.samples import section_samples
+from facemask_vae.evaluation.shared import (
+    interpolation_pairs,
+    level_active,
+    level_kls,
+    pairs,
+    test_latents,
+    test_pass,
+    top_latents,
+    train_latents,
+)
+from facemask_vae.evaluation.skips import section_skips, swap_shares
+from facemask_vae.evaluation.training import section_training
+
+__all__ = [
+    "PIXEL_PROBE_VERSION",
+    "REFERENCE",
+    "SECTIONS",
+    "Context",
+    "evaluate",
+    "interpolation_pairs",
+    "level_active",
+    "level_kls",
+    "load_everything",
+    "pairs",
+    "pixel_probes",
+    "section_interpolation",
+    "section_latent_space",
+    "section_models",
+    "section_probes",
+    "section_reconstruction",
+    "section_samples",
+    "section_skips",
+    "section_training",
+    "swap_shares",
+    "test_latents",
+    "test_pass",
+    "top_latents",
+    "train_latents",
+    "write_metrics",
+    "write_report",
+]
+
+#: The sections in the order they run and appear in the report: (key, heading, function).
+SECTIONS: list[tuple[str, str, Callable[[Context], None]]] = [
+    ("models", "Models", section_models),
+    ("reconstruction", "1. Reconstruction", section_reconstruction),
+    ("samples", "2. Random samples", section_samples),
+    ("latent", "3. Latent space", section_latent_space),
+    ("interpolation", "4. Latent smoothness (interpolation)", section_interpolation),
+    ("probes", "5. Classification from latents", section_probes),
+    ("training", "6. Training curves", section_training),
+    ("skips", "7. What the latent carries", section_skips),
+]
+
+
+def evaluate(
+    cfg: DictConfig, output_dir: str | Path | None = None, command: str = ""
+) -> dict[str, Any]:
+    """Run every section for the configured runs; write report.md, metrics.json and figures.
+
+    Returns {"report", "metrics", "output_dir", "values"} (paths as strings, values per column).
+    """
+    out_dir = Path(output_dir or cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(int(cfg.seed))
+    t_all = time.perf_counter()
+    t0 = time.perf_counter()
+    ctx = load_everything(cfg, out_dir)
+    ctx.timings["setup (runs, data, CNN)"] = round(time.perf_counter() - t0, 2)
+    print(f"[eval] setup: {time.perf_counter() - t0:.1f} s", flush=True)
+    for key, _title, fn in SECTIONS:
+        if key == "models":
+            fn(ctx)
+            continue
+        with timed(ctx, key):
+            fn(ctx)
+    ctx.timings["total"] = round(time.perf_counter() - t_all, 2)
+    report = write_report(ctx, command, [(key, title) for key, title, _ in SECTIONS])
+    metrics = write_metrics(ctx, command)
+    return {
+        "report": str(report),
+        "metrics": str(metrics),
+        "output_dir": str(out_dir),
+        "values": ctx.values,
+    }

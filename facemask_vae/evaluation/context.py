@@ -1,0 +1,189 @@
+"""What every section shares: the Context, section timing, seeded generators, batching, loading."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from facemask_vae.checkpoints import LoadedRun, load_run, unique_names
+from facemask_vae.classifier import MaskCNN, fingerprint, get_mask_cnn
+from facemask_vae.config import ConfigError
+
+REFERENCE = "data (reference)"
+
+
+@dataclass
+class Context:
+    """Everything the sections share: config, runs, data, the domain CNN and the results."""
+
+    cfg: DictConfig
+    out_dir: Path
+    device: torch.device
+    runs: list[LoadedRun]
+    names: list[str]
+    dm: Any
+    x_test: torch.Tensor  # uint8 N x 3 x S x S
+    y_test: torch.Tensor
+    x_train: torch.Tensor  # uint8 probe subset of the training split
+    y_train: torch.Tensor
+    cnn: MaskCNN
+    cnn_test_feats: torch.Tensor
+    cnn_test_probs: torch.Tensor
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    figures: list[tuple[str, str, str]] = field(default_factory=list)  # section, file, caption
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    # the setup's ("data", ...) facts, and what the accessors of shared.py compute on first use
+    cache: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    @property
+    def bs(self) -> int:
+        return int(self.cfg.batch_size)
+
+    def heading(self, title: str) -> None:
+        self.rows.append(("", title))
+
+    def put(self, column: str, key: str, value: Any, label: str) -> None:
+        """Record one number of the table (``column`` = run name or :data:`REFERENCE`)."""
+        if key not in self.labels:
+            self.labels[key] = label
+            self.rows.append((key, label))
+        if isinstance(value, torch.Tensor):
+            value = value.item()
+        if isinstance(value, np.generic):
+            value = value.item()
+        self.values.setdefault(column, {})[key] = value
+
+    def figure(self, section: str, name: str, caption: str) -> Path:
+        self.figures.append((section, name, caption))
+        return self.out_dir / name
+
+    def note(self, section: str, text: str) -> None:
+        self.notes.setdefault(section, []).append(text)
+
+    def floats(self, images: torch.Tensor) -> torch.Tensor:
+        return self.dm.to_float(images.to(self.device))
+
+
+@contextlib.contextmanager
+def timed(ctx: Context, section: str) -> Iterator[None]:
+    """Time a section, print it, and keep it for metrics.json and the report."""
+    ctx.timings[section] = 0.0  # keeps the sections in order when a step inside adds its own
+    t0 = time.perf_counter()
+    yield
+    dt = time.perf_counter() - t0
+    ctx.timings[section] = round(dt, 2)
+    print(f"[eval] {section}: {dt:.1f} s", flush=True)
+
+
+def _gen(ctx: Context, offset: int = 0) -> torch.Generator:
+    return torch.Generator(device=ctx.device).manual_seed(int(ctx.cfg.seed) + offset)
+
+
+def _batches(n: int, bs: int, desc: str | None = None) -> Iterator[slice]:
+    starts = range(0, n, bs)
+    it = tqdm(starts, desc=desc, leave=False, disable=None) if desc else starts
+    for s in it:
+        yield slice(s, min(s + bs, n))
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _data_config(cfg: DictConfig, runs: list[LoadedRun]) -> tuple[DictConfig, str]:
+    if cfg.get("data") is not None:
+        return cfg.data, "given on the command line (data=...)"
+    for run in runs:
+        if run.config is not None and run.config.get("data") is not None:
+            return run.config.data, f"from the config of {run.name}"
+    raise ConfigError(
+        "no data config: the runs have no config.yaml with a data section; add data=facemask "
+        "or data=synthetic"
+    )
+
+
+def load_everything(cfg: DictConfig, out_dir: Path) -> Context:
+    """Runs, data, probe subset and the domain CNN (cached), with their checks."""
+    paths = cfg.get("runs")
+    if isinstance(paths, str):
+        paths = [paths]
+    if not paths:
+        raise ConfigError('nothing to evaluate: give runs, e.g. python eval.py "runs=[<run dir>]"')
+    if cfg.split not in ("test", "val"):
+        raise ConfigError(f"split must be 'test' or 'val', got {cfg.split!r}")
+    device = _device(str(cfg.device))
+    runs = [load_run(p) for p in tqdm(list(paths), desc="loading runs", leave=False, disable=None)]
+    for r in runs:
+        r.model.to(device)
+    names = unique_names([r.name for r in runs], [r.run_dir for r in runs])
+
+    data_cfg, data_src = _data_config(cfg, runs)
+    dm = instantiate(data_cfg)
+    size = int(dm.image_size)
+    for name, r in zip(names, runs, strict=True):
+        if r.model.image_size != size:
+            raise ConfigError(
+                f"{name} was trained on {r.model.image_size} px images but the data is {size} px: "
+                f"add data.image_size={r.model.image_size} (and evaluate runs of one size together)"
+            )
+    test = dm.dataset(cfg.split)
+    train = dm.dataset("train")
+    g = torch.Generator().manual_seed(int(cfg.seed))
+    keep = torch.randperm(len(train), generator=g)[: int(cfg.probe_train_max)].sort().values
+
+    cnn = get_mask_cnn(
+        train.images,
+        train.labels,
+        directory=cfg.get("cache_dir"),
+        epochs=int(cfg.cnn_epochs),
+        seed=int(cfg.seed),
+        device=device,
+    )
+    print(
+        f"[eval] domain CNN: {'cached' if cnn.cached else 'trained'} in {cnn.seconds:.1f} s "
+        f"({cnn.path})",
+        flush=True,
+    )
+    ctx = Context(
+        cfg=cfg,
+        out_dir=out_dir,
+        device=device,
+        runs=runs,
+        names=names,
+        dm=dm,
+        x_test=test.images,
+        y_test=test.labels,
+        x_train=train.images[keep],
+        y_train=train.labels[keep],
+        cnn=cnn.model,
+        cnn_test_feats=torch.empty(0),
+        cnn_test_probs=torch.empty(0),
+    )
+    feats, probs = _cnn_predict(ctx, test.images)
+    ctx.cnn_test_feats, ctx.cnn_test_probs = feats, probs
+    ctx.cache[("data", "source")] = data_src
+    ctx.cache[("data", "cnn")] = cnn
+    ctx.cache[("data", "fingerprint")] = fingerprint(test.images, test.labels)
+    return ctx
+
+
+def _cnn_predict(ctx: Context, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CNN features and P(WithMask) of uint8 or float images."""
+    x = ctx.floats(images) if images.dtype == torch.uint8 else images.to(ctx.device)
+    f, p = ctx.cnn.predict(x, ctx.bs)
+    return f.cpu(), p.cpu()

@@ -1,0 +1,168 @@
+"""What several sections read, each behind one accessor that computes it once, on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+from facemask_vae import metrics as M
+from facemask_vae.checkpoints import LoadedRun
+from facemask_vae.evaluation.context import Context, _batches
+from facemask_vae.models.base import AutoEncoderBase
+
+ACTIVE_THRESHOLD = 0.01  # as metrics.active_units: Var_x E[z|x] > 0.01
+
+T = TypeVar("T")
+
+
+def _cached(ctx: Context, key: tuple[str, str], compute: Callable[[], T]) -> T:
+    if key not in ctx.cache:
+        ctx.cache[key] = compute()
+    return ctx.cache[key]
+
+
+# ---- latents ------------------------------------------------------------------------------------
+
+
+def top_latents(model: AutoEncoderBase, x: torch.Tensor) -> torch.Tensor:
+    """Top latent means: ``model.encode``, but without the skip levels a U-Net VAE's
+    ``encode_all`` also computes (they need a decoder pass)."""
+    if hasattr(model, "posterior"):
+        with torch.no_grad():
+            model.eval()
+            return model.posterior(x)[1]
+    return model.encode(x)
+
+
+def _encode(ctx: Context, run: LoadedRun, images: torch.Tensor, desc: str) -> torch.Tensor:
+    """Top latent means (posterior means for VAEs) of uint8 images, batched, on the CPU."""
+    return torch.cat(
+        [
+            top_latents(run.model, ctx.floats(images[s])).cpu()
+            for s in _batches(len(images), ctx.bs, desc)
+        ]
+    )
+
+
+def _encode_all(model: AutoEncoderBase, x: torch.Tensor) -> list[torch.Tensor]:
+    with torch.no_grad():
+        model.eval()
+        return model.encode_all(x)
+
+
+def train_latents(ctx: Context, i: int) -> torch.Tensor:
+    """Top latent means of run ``i`` on the probe subset of the training split."""
+    name = ctx.names[i]
+    return _cached(
+        ctx,
+        (name, "train_latents"),
+        lambda: _encode(ctx, ctx.runs[i], ctx.x_train, f"{name}: train latents"),
+    )
+
+
+# ---- one pass over the test split per run --------------------------------------------------------
+
+
+class _RunningVar:
+    """Streaming per-unit variance of codes (any shape per image), for active units per level."""
+
+    def __init__(self) -> None:
+        self.n, self.s, self.ss = 0, None, None
+
+    def update(self, c: torch.Tensor) -> None:
+        c = c.detach().flatten(1).double().cpu()
+        self.n += c.shape[0]
+        self.s = c.sum(0) if self.s is None else self.s + c.sum(0)
+        self.ss = c.pow(2).sum(0) if self.ss is None else self.ss + c.pow(2).sum(0)
+
+    def active(self, threshold: float) -> tuple[int, int]:
+        """(units whose unbiased variance over the data exceeds ``threshold``, all units)."""
+        if self.n < 2 or self.s is None:
+            return 0, 0
+        var = (self.ss - self.s.pow(2) / self.n) / (self.n - 1)
+        return int((var > threshold).sum()), int(var.numel())
+
+
+def test_pass(ctx: Context, i: int) -> dict[str, Any]:
+    """Run ``i`` over the test split, per image: "mse", "psnr", "ssim" of the mean reconstruction
+    from every level's posterior mean, "nll" and, for VAEs, "kls" (images x levels) of the ELBO,
+    "mu" (top latent means); and "level_active", the active units of every level."""
+    return _cached(ctx, (ctx.names[i], "test_pass"), lambda: _test_pass(ctx, i))
+
+
+def _test_pass(ctx: Context, i: int) -> dict[str, Any]:
+    name, model = ctx.names[i], ctx.runs[i].model
+    acc: dict[str, list[torch.Tensor]] = {}
+    levels: list[_RunningVar] = []
+    torch.manual_seed(int(ctx.cfg.seed))  # loss_terms draws its one posterior sample globally
+    for s in _batches(len(ctx.y_test), ctx.bs, f"{name}: reconstruction"):
+        x = ctx.floats(ctx.x_test[s])
+        codes = _encode_all(model, x)
+        rec = model.decode(codes[0], codes[1:] or None)
+        acc.setdefault("mse", []).append((rec - x).pow(2).flatten(1).mean(1).cpu())
+        acc.setdefault("psnr", []).append(M.psnr_per_image(rec, x).cpu())
+        acc.setdefault("ssim", []).append(M.ssim_per_image(rec, x).cpu())
+        acc.setdefault("mu", []).append(codes[0].cpu())
+        if not levels:
+            levels = [_RunningVar() for _ in codes]
+        for lv, c in zip(levels, codes, strict=True):
+            lv.update(c)
+        with torch.no_grad():
+            model.eval()
+            terms = model.loss_terms(x)
+        acc.setdefault("nll", []).append(terms.recon.cpu())
+        if model.has_kl:
+            kls = torch.stack([kl.sum(1) for kl in terms.kls], 1).cpu()  # B x levels
+            acc.setdefault("kls", []).append(kls)
+    res: dict[str, Any] = {k: torch.cat(v) for k, v in acc.items()}
+    res["level_active"] = [lv.active(ACTIVE_THRESHOLD) for lv in levels]
+    return res
+
+
+def test_latents(ctx: Context, i: int) -> torch.Tensor:
+    """Top latent means (posterior means for VAEs) of run ``i`` on the test split."""
+    return test_pass(ctx, i)["mu"]
+
+
+def level_kls(ctx: Context, i: int) -> list[float]:
+    """Mean KL of every latent level of run ``i`` on the test split (nats/image); [] without KL."""
+    res = test_pass(ctx, i)
+    return res["kls"].mean(0).tolist() if "kls" in res else []
+
+
+def level_active(ctx: Context, i: int) -> list[tuple[int, int]]:
+    """(active units, units) of every latent level of run ``i``, level 0 = top."""
+    return test_pass(ctx, i)["level_active"]
+
+
+# ---- pairs --------------------------------------------------------------------------------------
+
+
+def interpolation_pairs(
+    labels: torch.Tensor, n: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """n (with mask, without mask) index pairs of the split, seeded; any pairs if one class lacks."""
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.nonzero(labels == 1).flatten()
+    neg = torch.nonzero(labels == 0).flatten()
+    pos, neg = (
+        pos[torch.randperm(len(pos), generator=g)],
+        neg[torch.randperm(len(neg), generator=g)],
+    )
+    m = min(n, len(pos), len(neg))
+    if m == 0:
+        order = torch.randperm(len(labels), generator=g)
+        m = min(n, len(labels) // 2)
+        return order[:m], order[m : 2 * m]
+    return pos[:m], neg[:m]
+
+
+def pairs(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test-split index pairs (A with mask, B without) of the interpolation and swap tests."""
+    return _cached(
+        ctx,
+        ("data", "pairs"),
+        lambda: interpolation_pairs(ctx.y_test, int(ctx.cfg.n_pairs), int(ctx.cfg.seed)),
+    )
