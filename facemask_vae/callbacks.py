@@ -20,15 +20,23 @@ def image_grids(
     n_samples: int,
     interp_steps: int,
     seed: int,
+    sampling_bn_batches: int = 4,
 ) -> dict[str, torch.Tensor]:
     """The three pictures of a model's state as 3 x H x W grids in [0, 1].
 
     ``recon``: inputs above, reconstructions below; ``samples``: decoded prior draws from a fixed
-    noise seed, so epochs compare; ``interpolation``: one row per pair (x[2i], x[2i+1]).
+    noise seed, so epochs compare, normalised with BN statistics re-estimated on
+    ``sampling_bn_batches`` batches of prior samples (0: the training statistics);
+    ``interpolation``: one row per pair (x[2i], x[2i+1]).
     """
     recon = module.reconstruct(x)
     g = torch.Generator(device=module.device).manual_seed(seed)
-    samples = module.sample(n_samples, generator=g)
+    samples = module.sample(
+        n_samples,
+        generator=g,
+        sampling_bn=sampling_bn_batches > 0,
+        bn_batches=sampling_bn_batches or None,
+    )
     pairs = x.shape[0] // 2
     interp = module.interpolate(x[:pairs], x[pairs : 2 * pairs], steps=interp_steps)
     return {
@@ -51,6 +59,7 @@ class ImageLogger(pl.Callback):
         n_samples: int = 16,
         interp_steps: int = 8,
         seed: int = 0,
+        sampling_bn_batches: int = 4,
     ) -> None:
         if every_n_epochs < 1 or n_images < 2 or n_samples < 1 or interp_steps < 2:
             raise ValueError(
@@ -59,6 +68,9 @@ class ImageLogger(pl.Callback):
             )
         self.every_n_epochs, self.n_images, self.n_samples = every_n_epochs, n_images, n_samples
         self.interp_steps, self.seed = interp_steps, seed
+        if sampling_bn_batches < 0:
+            raise ValueError("callbacks.image_logger.sampling_bn_batches must be >= 0 (0: off)")
+        self.sampling_bn_batches = sampling_bn_batches
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -70,7 +82,9 @@ class ImageLogger(pl.Callback):
         dm = trainer.datamodule
         images = dm.dataset("val").images[: self.n_images].to(pl_module.device)
         x = dm.to_float(images)
-        grids = image_grids(pl_module, x, self.n_samples, self.interp_steps, self.seed)
+        grids = image_grids(
+            pl_module, x, self.n_samples, self.interp_steps, self.seed, self.sampling_bn_batches
+        )
         out_dir = Path(trainer.default_root_dir) / "images"
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, grid in grids.items():

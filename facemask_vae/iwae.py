@@ -7,51 +7,10 @@ top-down prior, so the bound is on log p(x) of the whole hierarchy (Burda et al.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Any
-
 import torch
 
 from facemask_vae import metrics as M
 from facemask_vae.models.base import AutoEncoderBase
-
-
-@contextlib.contextmanager
-def _ladder_recorder(decoder: torch.nn.Module) -> Iterator[list[dict[str, Any]]]:
-    """Record, per variational skip level, the prior and posterior parameters and the z_l drawn
-    in a decoder pass, by wrapping the level's own methods (the model code stays the one truth)."""
-    ladder = (
-        getattr(decoder, "ladder", None)
-        if getattr(decoder, "skip", "none") == "variational"
-        else None
-    )
-    records: list[dict[str, Any]] = [{} for _ in (ladder or [])]
-    handles = []
-    for level, rec in zip(ladder or [], records, strict=True):
-
-        def prior(d, _f=level.prior_params, _r=rec):
-            _r["prior"] = out = _f(d)
-            return out
-
-        def posterior(h, d, p, _f=level.posterior_params, _r=rec):
-            _r["post"] = out = _f(h, d, p)
-            return out
-
-        level.prior_params = prior
-        level.posterior_params = posterior
-        handles.append(
-            level.project.register_forward_pre_hook(
-                lambda _m, args, _r=rec: _r.__setitem__("z", args[0].float())
-            )
-        )
-    try:
-        yield records
-    finally:
-        for level in ladder or []:
-            del level.prior_params, level.posterior_params  # back to the class methods
-        for h in handles:
-            h.remove()
 
 
 @torch.no_grad()
@@ -71,14 +30,14 @@ def importance_log_weights(
     dec_feats = None if getattr(model.decoder, "skip", "none") == "none" else feats
     zero = torch.zeros_like(mu)
     out = []
-    with _ladder_recorder(model.decoder) as records:
-        for _ in range(k):
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            z = mu + eps * std
-            dec = model.decoder(z, feats=dec_feats, generator=generator, sample_skips=True)
-            lw = -model.likelihood.nll(dec.out, x)
-            lw = lw + M.log_normal(z, zero, zero) - M.log_normal(z, mu, logvar)
-            for r in records:
-                lw = lw + M.log_normal(r["z"], *r["prior"]) - M.log_normal(r["z"], *r["post"])
-            out.append(lw.double())
+    for _ in range(k):
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + eps * std
+        dec = model.decoder(z, feats=dec_feats, generator=generator, sample_skips=True)
+        lw = -model.likelihood.nll(dec.out, x)
+        lw = lw + M.log_normal(z, zero, zero) - M.log_normal(z, mu, logvar)
+        # each skip level's z_l with the densities the decoder itself used (DecoderOutput.latents)
+        for level in dec.latents:
+            lw = lw + M.log_normal(level.z, *level.prior) - M.log_normal(level.z, *level.posterior)
+        out.append(lw.double())
     return torch.stack(out)

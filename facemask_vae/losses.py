@@ -53,6 +53,23 @@ def apply_free_bits(kl: torch.Tensor, free_bits: float, per: str = "dim") -> tor
     raise ValueError(f"model.free_bits_per must be 'dim' or 'group', got {per!r}")
 
 
+def kl_balance_weights(kls: torch.Tensor, sizes: torch.Tensor, floor: float = 0.01) -> torch.Tensor:
+    """NVAE's KL balancing coefficients (Vahdat & Kautz 2020, appendix A) for G latent levels.
+
+    ``kls`` (G) are the levels' batch-mean KLs in nats, ``sizes`` (G) their numbers of latent
+    dimensions. A level's weight is proportional to its KL per dimension (plus ``floor``) and the
+    weights average 1: a level that carries little pays little for carrying more, which keeps
+    levels from collapsing while beta is warming up. Returns G weights, no gradient.
+    """
+    kls, sizes = kls.detach().float(), sizes.to(kls.device).float()
+    if kls.shape != sizes.shape or kls.dim() != 1:
+        raise ValueError(
+            f"one KL and one size per level expected, got {kls.shape} and {sizes.shape}"
+        )
+    w = (kls.abs() + floor) / sizes
+    return w / w.mean()
+
+
 class Likelihood(nn.Module):
     """p(x | z) on images in [0, 1] from the decoder's raw output (one value per pixel channel).
 

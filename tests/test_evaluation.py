@@ -36,7 +36,7 @@ TINY_RUN = [o for o in TINY if not o.startswith(("trainer.enable", "callbacks.")
 FIGURES = {
     "reconstructions.png",
     "samples.png",
-    "samples_ae_fitted_gaussian.png",
+    "samples_best.png",
     "tsne.png",
     "interpolations.png",
     "training_curves.png",
@@ -46,6 +46,10 @@ FIGURES = {
 EVAL_ARGS = [
     "fid=false",
     "n_samples=96",
+    "samplers=[prior,gmm]",
+    "temperatures=[1.0,0.7]",
+    "sampling_bn=[false,true]",
+    "gmm_components=2",
     "iwae_k=4",
     "iwae_images=16",
     "n_pairs=8",
@@ -127,7 +131,20 @@ def test_every_number_in_metrics_json_is_finite(evaluated):
     # IWAE is the tighter bound (up to the noise of the one-sample ELBO on 16 images)
     assert vae["recon.iwae_gain"] > -0.01 * abs(vae["recon.neg_elbo"])
     assert {"skips.swap_top", "skips.swap_skips", "skips.kl_level3"} <= set(vae)
-    assert "samples.fd_cnn_fitted" in ae and "samples.fd_cnn" in ae
+    assert {"samples.fd_cnn", "samples.fd_cnn_best", "samples.best"} <= set(ae)
+    # the best setting is the one with the lowest domain FD in the table of every setting
+    table = doc["tables"]["samples"]
+    assert len(table) == 2 * 2 * 2 * 2  # models x samplers x temperatures x BN statistics
+    for col in ("ae", "vae_unet-linear"):
+        rows = [r for r in table if r["model"] == col]
+        best = min(rows, key=lambda r: r["fd_cnn"])
+        assert values[col]["samples.fd_cnn_best"] == best["fd_cnn"]
+        head = next(
+            r
+            for r in rows
+            if (r["sampler"], r["temperature"], r["sampling_bn"]) == ("prior", 1.0, True)
+        )
+        assert values[col]["samples.fd_cnn"] == head["fd_cnn"]
     assert {"probe.cnn.accuracy", "probe.logreg.accuracy", "samples.fd_cnn"} <= set(ref)
     assert vae["train.epochs"] == 2 and 0 < vae["train.beta"] <= 1
     assert all(isinstance(v, float | int | str | bool) for v in _numbers(values))

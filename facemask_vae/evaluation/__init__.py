@@ -38,6 +38,7 @@ from facemask_vae.evaluation.models import section_models
 from facemask_vae.evaluation.output import write_metrics, write_report
 from facemask_vae.evaluation.probes import PIXEL_PROBE_VERSION, pixel_probes, section_probes
 from facemask_vae.evaluation.reconstruction import section_reconstruction
+from facemask_vae.evaluation.samples import check_config as check_sample_config
 from facemask_vae.evaluation.samples import section_samples
 from facemask_vae.evaluation.shared import (
     interpolation_pairs,
@@ -103,6 +104,7 @@ def evaluate(
     """
     out_dir = Path(output_dir or cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    check_sample_config(cfg)
     torch.manual_seed(int(cfg.seed))
     t_all = time.perf_counter()
     t0 = time.perf_counter()

@@ -45,6 +45,7 @@ class Context:
     figures: list[tuple[str, str, str]] = field(default_factory=list)  # section, file, caption
     notes: dict[str, list[str]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # metrics.json "tables"
     # the setup's ("data", ...) facts, and what the accessors of shared.py compute on first use
     cache: dict[tuple[str, str], Any] = field(default_factory=dict)
 

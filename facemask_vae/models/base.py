@@ -22,9 +22,11 @@ from torchmetrics.functional.image import (
 )
 
 from facemask_vae.adversarial import AdversarialUpdate
-from facemask_vae.losses import Likelihood, apply_free_bits
+from facemask_vae.losses import Likelihood, apply_free_bits, kl_balance_weights
 from facemask_vae.metrics import active_units
 from facemask_vae.models.networks import Decoder, Encoder, check_geometry
+from facemask_vae.sampling import LatentSampler, PriorSampler, SamplingStats, estimate_bn_stats
+from facemask_vae.sampling.batchnorm import bn_layers
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULERS = (None, "cosine", "plateau")
@@ -81,8 +83,12 @@ class AutoEncoderBase(pl.LightningModule):
         skip_dropout: float = 0.0,
         skip_latent_channels: int = 4,
         skip_posterior: str = "block",  # conf/model/vae_unet.yaml sets conv; block loads old runs
+        skip_levels: Sequence[int] | None = None,
+        decoder_blocks: int = 1,
         free_bits: float = 0.0,
         free_bits_per: str = "dim",
+        free_bits_top: float | None = None,
+        kl_balance: bool = False,
         adv_latent_weight: float = 0.0,
         adv_image_weight: float = 0.0,
         adv_image_start: int = 0,
@@ -103,8 +109,11 @@ class AutoEncoderBase(pl.LightningModule):
             raise ValueError(f"model.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
         if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"model.lr must be a positive number, got {lr}")
-        if free_bits < 0:
-            raise ValueError(f"model.free_bits must be >= 0, got {free_bits}")
+        if free_bits < 0 or (free_bits_top is not None and free_bits_top < 0):
+            raise ValueError(
+                f"model.free_bits and model.free_bits_top must be >= 0, got {free_bits} and "
+                f"{free_bits_top}"
+            )
         self.image_size, self.latent_dim = int(image_size), int(latent_dim)
         self.encoder = Encoder(widths, block, norm)
         flat = widths[-1] * (self.image_size // 2 ** len(widths)) ** 2
@@ -119,8 +128,16 @@ class AutoEncoderBase(pl.LightningModule):
             skip_dropout=skip_dropout,
             skip_latent_channels=skip_latent_channels,
             skip_posterior=skip_posterior,
+            skip_levels=None if skip_levels is None else [int(v) for v in skip_levels],
+            decoder_blocks=int(decoder_blocks),
         )
+        #: latent dimensions per KL term, top first (what KL balancing divides by)
+        self.latent_sizes = [self.latent_dim, *self.decoder.skip_latent_sizes()]
         self.likelihood = Likelihood(likelihood, sigma)
+        #: BN statistics for sampling (not saved: re-estimated on demand), and how they are made:
+        #: batches x batch prior samples through the decoder, as NVAE does
+        self.sampling_stats = SamplingStats()
+        self.sampling_bn_batches, self.sampling_bn_batch = 20, 250
         self.beta = 1.0
         self.last_terms: dict[str, torch.Tensor] = {}
         self.n_dims = 3 * self.image_size**2
@@ -183,13 +200,59 @@ class AutoEncoderBase(pl.LightningModule):
             return self.decode(codes[0], codes[1:] or None)
 
     def sample(
-        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        sampler: LatentSampler | None = None,
+        sampling_bn: bool = True,
+        bn_batches: int | None = None,
     ) -> torch.Tensor:
-        """n images decoded from the prior (every level drawn from its prior), as means in [0, 1]."""
+        """n images (n x 3 x S x S, means of p(x|z) in [0, 1]) from top latents of ``sampler``
+        (default: the N(0, I) prior) at ``temperature``; skip levels from their top-down priors.
+
+        ``sampling_bn``: normalise with BN statistics re-estimated on this sampler's samples at
+        this temperature (cached until the weights change; see :mod:`facemask_vae.sampling`);
+        False uses the statistics gathered in training, on posterior codes. ``bn_batches``
+        overrides ``sampling_bn_batches`` (batches of ``sampling_bn_batch`` samples) for a cheaper
+        estimate, as the image callback makes every epoch.
+        """
+        sampler = sampler or PriorSampler(self.latent_dim)
+        if sampler.dim != self.latent_dim:
+            raise ValueError(
+                f"sampler draws {sampler.dim}-d codes; the model's are {self.latent_dim}-d"
+            )
         with self._inference():
-            z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
-            dec = self.decoder(z * temperature, temperature=temperature, generator=generator)
+            z = sampler.draw(n, temperature, generator, self.device)
+            with self._sampling_bn(sampler, temperature, sampling_bn, bn_batches):
+                dec = self.decoder(z, temperature=temperature, generator=generator)
             return self.likelihood.mean(dec.out)
+
+    @contextlib.contextmanager
+    def _sampling_bn(
+        self, sampler: LatentSampler, temperature: float, on: bool, batches: int | None
+    ) -> Iterator[None]:
+        """The decoder's BN statistics for this sampler and temperature inside the block."""
+        if not on or not bn_layers(self.decoder):
+            yield
+            return
+        # the prior is the same at every call; a fitted sampler is its own object
+        batches = int(batches or self.sampling_bn_batches)
+        owner = "" if isinstance(sampler, PriorSampler) else id(sampler)
+        key = (sampler.name, owner, float(temperature), batches)
+
+        def estimate() -> dict[str, torch.Tensor]:
+            g = torch.Generator(device=self.device).manual_seed(0)  # the same stats every time
+
+            def forward() -> None:
+                z = sampler.draw(self.sampling_bn_batch, temperature, g, self.device)
+                self.decoder(z, temperature=temperature, generator=g)
+
+            return estimate_bn_stats(self.decoder, forward, batches)
+
+        buffers = self.sampling_stats.get(self.decoder, key, sampler, estimate)
+        with self.sampling_stats.applied(self.decoder, buffers):
+            yield
 
     def interpolate(
         self, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8, mode: str = "linear"
@@ -222,11 +285,7 @@ class AutoEncoderBase(pl.LightningModule):
         recon = terms.recon.mean()
         kl_levels = [k.sum(dim=1).mean() for k in terms.kls]
         kl = torch.stack(kl_levels).sum() if kl_levels else recon.new_zeros(())
-        fb, per = self.hparams.free_bits, self.hparams.free_bits_per
-        kl_objective = (
-            torch.stack([apply_free_bits(k, fb, per) for k in terms.kls]).sum() if terms.kls else kl
-        )
-        loss = recon + self.beta * kl_objective
+        loss = recon + self.beta * self._kl_objective(terms.kls, kl_levels, kl)
         on_step = stage == "train"
         log = {f"{stage}/loss": loss, f"{stage}/recon": recon}
         if self.has_kl:
@@ -249,6 +308,25 @@ class AutoEncoderBase(pl.LightningModule):
         if stage in self._mu_store:
             self._mu_store[stage].append(terms.mu.detach().float())
         return loss, terms
+
+    def _kl_objective(
+        self, kls: list[torch.Tensor], kl_levels: list[torch.Tensor], kl: torch.Tensor
+    ) -> torch.Tensor:
+        """The KL the optimiser sees: free-bit floors per level (the top's may differ) and, while
+        beta < 1, NVAE's KL balancing across levels. The reported ELBO always uses the plain KL."""
+        if not kls:
+            return kl
+        hp = self.hparams
+        floors = [hp.free_bits] * len(kls)
+        if hp.get("free_bits_top") is not None:
+            floors[0] = hp.free_bits_top
+        terms = torch.stack(
+            [apply_free_bits(k, f, hp.free_bits_per) for k, f in zip(kls, floors, strict=True)]
+        )
+        if hp.get("kl_balance") and self.beta < 1 and len(kls) > 1:
+            sizes = torch.tensor(self.latent_sizes, dtype=torch.float32)
+            terms = terms * kl_balance_weights(torch.stack(kl_levels), sizes)
+        return terms.sum()
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int

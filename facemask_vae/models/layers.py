@@ -70,9 +70,14 @@ class Up(nn.Module):
     Nearest + conv instead of a transposed conv avoids checkerboard artefacts in samples.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, block: str, norm: str) -> None:
+    def __init__(self, in_ch: int, out_ch: int, block: str, norm: str, n_blocks: int = 1) -> None:
         super().__init__()
         self.block = ConvBlock(in_ch, in_ch, block, norm)
+        # more capacity at this resolution (model.decoder_blocks); none by default, so the
+        # parameter names of older checkpoints are unchanged
+        self.extra = nn.Sequential(
+            *(ConvBlock(in_ch, in_ch, block, norm) for _ in range(n_blocks - 1))
+        )
         self.up = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="nearest"),
             nn.Conv2d(in_ch, out_ch, 3, padding=1),
@@ -81,4 +86,4 @@ class Up(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.up(self.block(x))
+        return self.up(self.extra(self.block(x)))

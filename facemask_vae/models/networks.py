@@ -42,12 +42,24 @@ def check_geometry(image_size: int, depth: int, widths: list[int]) -> None:
 
 
 @dataclass
+class SkipLatent:
+    """One variational skip level of a decoder pass: the z_l it used (B x C x H x W) and the
+    (mu, logvar) of its top-down prior and, when reconstructing, of its posterior (float32)."""
+
+    z: torch.Tensor
+    prior: tuple[torch.Tensor, torch.Tensor]
+    posterior: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+@dataclass
 class DecoderOutput:
-    """Raw decoder output and the KL of every skip level (B x C per level, summed over space)."""
+    """Raw decoder output, the KL of every skip level (B x C per level, summed over space), the
+    means of the skip codes, and each variational level's latent with its densities."""
 
     out: torch.Tensor
     skip_kls: list[torch.Tensor] = field(default_factory=list)
     skip_means: list[torch.Tensor] = field(default_factory=list)
+    latents: list[SkipLatent] = field(default_factory=list)
 
 
 class Encoder(nn.Module):
@@ -115,6 +127,8 @@ class Decoder(nn.Module):
         skip_dropout: float = 0.0,
         skip_latent_channels: int = 4,
         skip_posterior: str = "block",
+        skip_levels: list[int] | None = None,
+        decoder_blocks: int = 1,
     ) -> None:
         super().__init__()
         if skip not in SKIPS:
@@ -129,25 +143,47 @@ class Decoder(nn.Module):
             raise ValueError(f"model.skip_latent_channels must be >= 1, got {skip_latent_channels}")
         self.skip, self.skip_dropout = skip, skip_dropout
         depth = len(widths)
+        levels = (
+            list(range(depth)) if skip_levels is None else sorted({int(v) for v in skip_levels})
+        )
+        if not levels or levels[0] < 0 or levels[-1] >= depth:
+            raise ValueError(
+                f"model.skip_levels lists decoder levels 0 (coarsest, {image_size // 2**depth} px) "
+                f"to {depth - 1} (finest); got {skip_levels}. Use null for all of them."
+            )
+        if decoder_blocks < 1:
+            raise ValueError(f"model.decoder_blocks must be >= 1, got {decoder_blocks}")
+        #: the levels that merge a skip, coarsest first; explicit ``skips`` follow this order
+        self.levels = levels if skip != "none" else []
+        self._slot = {level: j for j, level in enumerate(self.levels)}
         self.bottom = image_size // 2**depth
         self.top_ch = widths[-1]
         self.fc = nn.Linear(latent_dim, self.top_ch * self.bottom**2)
         # decoder level l (coarsest first) works at the resolution and width of encoder h_{D-l}
         rev = list(reversed(widths))
         self.stages = nn.ModuleList(
-            Up(rev[i], rev[min(i + 1, depth - 1)], block, norm) for i in range(depth)
+            Up(rev[i], rev[min(i + 1, depth - 1)], block, norm, decoder_blocks)
+            for i in range(depth)
         )
+        chans = [rev[level] for level in self.levels]
         if skip == "deterministic":
-            self.merges = nn.ModuleList(nn.Conv2d(c, c, 1) for c in rev)
+            self.merges = nn.ModuleList(nn.Conv2d(c, c, 1) for c in chans)
         elif skip == "variational":
             self.ladder = nn.ModuleList(
-                VariationalSkip(c, c, skip_latent_channels, skip_posterior) for c in rev
+                VariationalSkip(c, c, skip_latent_channels, skip_posterior) for c in chans
             )
         self.head = nn.Conv2d(rev[-1], 3, 3, padding=1)
 
     @property
     def n_skips(self) -> int:
-        return 0 if self.skip == "none" else len(self.stages)
+        return len(self.levels)
+
+    def skip_latent_sizes(self) -> list[int]:
+        """Latent dimensions of each variational skip level, coarsest first (C x H x W)."""
+        if self.skip != "variational":
+            return []
+        c = self.ladder[0].project.in_channels
+        return [c * (self.bottom * 2**level) ** 2 for level in self.levels]
 
     def forward(
         self,
@@ -163,8 +199,9 @@ class Decoder(nn.Module):
         Args:
             feats: encoder features [h_1..h_D] (finest first) when reconstructing; None when
                 generating.
-            skips: explicit skip codes, coarsest first (variational: z_l; deterministic: h_l);
-                they override ``feats`` (used to decode interpolated or swapped latents).
+            skips: explicit skip codes of ``self.levels``, coarsest first (variational: z_l;
+                deterministic: h_l); they override ``feats`` (to decode interpolated or swapped
+                latents).
             temperature: scales the prior/posterior noise of the skip latents.
             sample_skips: draw z_l (True) or take the means (False) for variational skips.
         """
@@ -172,24 +209,26 @@ class Decoder(nn.Module):
         rev_feats = list(reversed(feats)) if feats is not None else None
         result = DecoderOutput(out=d)
         for level, stage in enumerate(self.stages):
-            if self.skip == "deterministic":
-                s = self._deterministic_skip(d, level, rev_feats, skips)
-                d = d + self.merges[level](s)
-            elif self.skip == "variational":
-                zl, kl, mean = self._variational_skip(
-                    d, level, rev_feats, skips, temperature, generator, sample_skips
+            j = self._slot.get(level)
+            if j is not None and self.skip == "deterministic":
+                s = self._deterministic_skip(d, level, j, rev_feats, skips)
+                d = d + self.merges[j](s)
+            elif j is not None and self.skip == "variational":
+                latent, kl, mean = self._variational_skip(
+                    d, level, j, rev_feats, skips, temperature, generator, sample_skips
                 )
-                d = d + self.ladder[level].project(zl.to(d.dtype))
+                d = d + self.ladder[j].project(latent.z.to(d.dtype))
                 if kl is not None:
                     result.skip_kls.append(kl)
                 result.skip_means.append(mean)
+                result.latents.append(latent)
             d = stage(d)
         result.out = self.head(d)
         return result
 
-    def _deterministic_skip(self, d, level, rev_feats, skips) -> torch.Tensor:
+    def _deterministic_skip(self, d, level, j, rev_feats, skips) -> torch.Tensor:
         if skips is not None:
-            return skips[level].to(d.dtype)
+            return skips[j].to(d.dtype)
         if rev_feats is None:  # generating: there is no encoder feature to pass
             return torch.zeros_like(d)
         s = rev_feats[level]
@@ -198,17 +237,18 @@ class Decoder(nn.Module):
             s = s * keep.to(s.dtype)
         return s
 
-    def _variational_skip(self, d, level, rev_feats, skips, temperature, generator, sample):
-        ladder = self.ladder[level]
+    def _variational_skip(self, d, level, j, rev_feats, skips, temperature, generator, sample):
+        ladder = self.ladder[j]
         prior = ladder.prior_params(d)
         if skips is not None:
-            return skips[level].float(), None, skips[level].float()
+            return SkipLatent(skips[j].float(), prior), None, skips[j].float()
         if rev_feats is None:
-            mu, logvar, kl = prior[0], prior[1], None
+            mu, logvar, kl, post = prior[0], prior[1], None, None
         else:
-            mu, logvar = ladder.posterior_params(rev_feats[level], d, prior)
+            post = mu, logvar = ladder.posterior_params(rev_feats[level], d, prior)
             kl = kl_normal(mu, logvar, *prior).sum(dim=(2, 3))  # B x C
         if not sample:
-            return mu, kl, mu
+            return SkipLatent(mu, prior, post), kl, mu
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + temperature * eps * (0.5 * logvar).exp(), kl, mu
+        z = mu + temperature * eps * (0.5 * logvar).exp()
+        return SkipLatent(z, prior, post), kl, mu

@@ -33,7 +33,8 @@ class VAE(AutoEncoderBase):
         if self.decoder.skip == "none":
             return [mu]
         if self.decoder.skip == "deterministic":
-            return [mu, *reversed(feats)]
+            rev = list(reversed(feats))
+            return [mu, *(rev[level] for level in self.decoder.levels)]
         dec = self.decoder(mu, feats=feats, sample_skips=False)
         return [mu, *dec.skip_means]
 

@@ -1,0 +1,264 @@
+"""Samplers, BN statistics for sampling, and the levers on where the U-Net VAE puts information."""
+
+import pytest
+import torch
+from torch import nn
+
+from facemask_vae.losses import kl_balance_weights
+from facemask_vae.models import AE, VAE
+from facemask_vae.sampling import (
+    PriorSampler,
+    SamplingStats,
+    estimate_bn_stats,
+    fit_gaussian,
+    fit_gmm,
+    make_sampler,
+)
+from facemask_vae.sampling.batchnorm import bn_buffers
+
+SMALL = {"image_size": 32, "widths": [8, 16, 16], "latent_dim": 8}
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _small(**kw) -> VAE:
+    torch.manual_seed(0)
+    m = VAE(**SMALL, **kw)
+    m.sampling_bn_batches, m.sampling_bn_batch = 3, 32  # cheap; the mechanism is the same
+    return m
+
+
+# ---- samplers -----------------------------------------------------------------------------------
+
+
+def test_prior_sampler_scales_by_temperature_and_is_seeded():
+    s = PriorSampler(16)
+    a, b = s.draw(20000, 1.0, _gen(0)), s.draw(20000, 0.5, _gen(0))
+    assert torch.allclose(b, 0.5 * a)
+    assert abs(a.std().item() - 1.0) < 0.02 and abs(a.mean().item()) < 0.02
+
+
+def test_fitted_gaussian_recovers_mean_and_covariance():
+    g = _gen(0)
+    a = torch.tensor([[2.0, 0.0], [1.5, 0.5]])
+    z = torch.randn(20000, 2, generator=g) @ a.T + torch.tensor([3.0, -1.0])
+    s = fit_gaussian(z)
+    draws = s.draw(40000, 1.0, _gen(1))
+    assert torch.allclose(draws.mean(0), torch.tensor([3.0, -1.0]), atol=0.05)
+    assert torch.allclose(torch.cov(draws.T), a @ a.T, rtol=0.05, atol=0.05)
+    half = s.draw(40000, 0.5, _gen(1))
+    assert torch.allclose(torch.cov(half.T), 0.25 * a @ a.T, rtol=0.05, atol=0.05)
+
+
+def test_gmm_finds_two_clusters_and_samples_both_with_their_weights():
+    g = _gen(0)
+    z = torch.cat(
+        [torch.randn(3000, 4, generator=g) * 0.1 + 5, torch.randn(1000, 4, generator=g) * 0.1 - 5]
+    )
+    s = make_sampler("gmm", 4, z, n_components=2)
+    assert s.name == "gmm"
+    draws = s.draw(8000, 1.0, _gen(2))
+    share = (draws[:, 0] > 0).float().mean().item()
+    assert abs(share - 0.75) < 0.03  # the mixture weights, not 50/50
+    near = torch.minimum((draws - 5).norm(dim=1), (draws + 5).norm(dim=1))
+    assert near.max() < 1.5  # every draw comes from one of the two clusters
+    assert torch.equal(s.draw(10, 1.0, _gen(3)), s.draw(10, 1.0, _gen(3)))
+
+
+def test_make_sampler_refuses_what_it_cannot_fit():
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        make_sampler("flow", 4)
+    with pytest.raises(ValueError, match="fitted to training latents"):
+        make_sampler("gmm", 4)
+    with pytest.raises(ValueError, match="N x 4"):
+        make_sampler("gaussian", 4, torch.randn(10, 3))
+    with pytest.raises(ValueError, match="needs more than"):
+        fit_gmm(torch.randn(5, 4), n_components=10)
+
+
+# ---- BN statistics for sampling -----------------------------------------------------------------
+
+
+def test_estimated_bn_stats_are_the_mean_and_variance_of_what_the_forward_feeds():
+    bn = nn.Sequential(nn.BatchNorm1d(3))
+    g = _gen(0)
+    batches = [torch.randn(50, 3, generator=g) * 2 + 7 for _ in range(4)]
+    it = iter(batches)
+    before = bn_buffers(bn)
+    stats = estimate_bn_stats(bn, lambda: bn(next(it)), batches=4)
+    allx = torch.cat(batches)
+    assert torch.allclose(stats["0.running_mean"], allx.mean(0), atol=1e-5)
+    # cumulative average of the per-batch unbiased variances
+    var = torch.stack([b.var(0) for b in batches]).mean(0)
+    assert torch.allclose(stats["0.running_var"], var, atol=1e-4)
+    after = bn_buffers(bn)  # the module's own statistics, momentum and mode are untouched
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert bn[0].momentum == 0.1 and bn.training
+
+
+def test_sample_uses_statistics_of_prior_samples_not_of_training():
+    m = _small(skip="variational")
+    m.eval()
+    own = bn_buffers(m.decoder)
+    g = _gen(0)
+    a = m.sample(6, generator=_gen(5))
+    b = m.sample(6, generator=_gen(5), sampling_bn=False)
+    assert not torch.allclose(a, b)  # the re-estimated statistics differ from fresh BN's (0, 1)
+    assert all(torch.equal(own[k], v) for k, v in bn_buffers(m.decoder).items())
+    # by hand: the decoder in eval mode with the statistics estimated from prior draws
+    stats = next(iter(m.sampling_stats._cache.values()))[2]
+    with m.sampling_stats.applied(m.decoder, stats), torch.no_grad():
+        z = torch.randn(6, 8, generator=g.manual_seed(5))
+        ref = m.likelihood.mean(m.decoder(z, generator=g).out)
+    assert torch.allclose(a, ref, atol=1e-6)
+
+
+def test_sampling_stats_are_cached_per_temperature_and_refreshed_after_an_update():
+    m = _small(skip="variational")
+    calls = []
+    orig = SamplingStats.get
+
+    def counting(self, module, key, owner, estimate):
+        return orig(self, module, key, owner, lambda: calls.append(key) or estimate())
+
+    SamplingStats.get = counting
+    try:
+        m.sample(2)
+        m.sample(2)
+        assert len(calls) == 1  # cached
+        m.sample(2, temperature=0.6)
+        assert len(calls) == 2  # one entry per temperature
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+        m.train()
+        m.loss_terms(torch.rand(4, 3, 32, 32)).recon.mean().backward()
+        opt.step()
+        m.sample(2)
+        assert len(calls) == 3  # the weights changed: estimated again
+    finally:
+        SamplingStats.get = orig
+
+
+def test_temperature_reaches_every_level_of_the_unet_vae():
+    m = _small(skip="variational")
+    # give the skip priors some spread so the temperature has something to scale
+    for level in m.decoder.ladder:
+        nn.init.normal_(level.prior.weight, std=0.3)
+        nn.init.constant_(level.prior.bias, 0.5)
+    z = torch.zeros(3, 8)
+    cold = m.sample(3, generator=_gen(1), temperature=0.0, sampling_bn=False)
+    means = m.decode(z)  # every level at its prior mean
+    assert torch.allclose(cold, means, atol=1e-5)
+    warm = m.sample(3, generator=_gen(1), temperature=1.0, sampling_bn=False)
+    assert not torch.allclose(warm, means, atol=1e-3)
+
+
+def test_fitted_sampler_drives_the_decoder():
+    m = _small()
+    s = fit_gaussian(torch.randn(200, 8) * 0.01 + 3.0)  # nearly a point at z = 3
+    x = m.sample(4, generator=_gen(0), sampler=s, sampling_bn=False)
+    ref = m.decode(torch.full((4, 8), 3.0))
+    assert torch.allclose(x, ref, atol=1e-2)
+    with pytest.raises(ValueError, match="8-d"):
+        m.sample(2, sampler=PriorSampler(5))
+
+
+def test_models_without_batchnorm_sample_unchanged():
+    m = _small(norm="group")
+    assert torch.equal(
+        m.sample(3, generator=_gen(0)), m.sample(3, generator=_gen(0), sampling_bn=False)
+    )
+    assert len(m.sampling_stats) == 0
+
+
+# ---- where the U-Net VAE puts information -------------------------------------------------------
+
+
+def test_skip_levels_choose_which_resolutions_carry_latents():
+    m = _small(skip="variational", skip_levels=[0, 2])
+    x = torch.rand(4, 3, 32, 32)
+    terms = m.loss_terms(x)
+    assert len(terms.kls) == 3  # top + two levels
+    assert [k.shape[1] for k in terms.kls] == [8, 4, 4]
+    assert m.latent_sizes == [8, 4 * 4**2, 4 * 16**2]  # 32 px, depth 3: levels at 4, 8, 16 px
+    codes = m.encode_all(x)
+    assert [c.shape[-1] for c in codes[1:]] == [4, 16]
+    assert m.reconstruct(x).shape == x.shape and m.sample(2).shape == (2, 3, 32, 32)
+    det = _small(skip="deterministic", skip_levels=[1])
+    assert len(det.encode_all(x)) == 2 and det.reconstruct(x).shape == x.shape
+    with pytest.raises(ValueError, match="skip_levels"):
+        _small(skip="variational", skip_levels=[3])
+
+
+def test_default_skip_levels_and_decoder_blocks_keep_checkpoint_keys():
+    old_style = set(_small(skip="variational").state_dict())
+    explicit = set(_small(skip="variational", skip_levels=[0, 1, 2], decoder_blocks=1).state_dict())
+    assert old_style == explicit
+    bigger = _small(skip="variational", decoder_blocks=2)
+    extra = set(bigger.state_dict()) - old_style
+    assert extra and all(".extra." in k for k in extra)
+    assert bigger.reconstruct(torch.rand(2, 3, 32, 32)).shape == (2, 3, 32, 32)
+
+
+def test_kl_balance_weights_favour_levels_that_carry_little_per_dimension():
+    w = kl_balance_weights(torch.tensor([1.0, 100.0, 100.0]), torch.tensor([10.0, 10.0, 1000.0]))
+    per_dim = torch.tensor([1.01 / 10, 100.01 / 10, 100.01 / 1000])
+    assert torch.allclose(w, per_dim / per_dim.mean())
+    assert torch.isclose(w.mean(), torch.tensor(1.0)) and w[2] < w[0] < w[1]
+    assert torch.allclose(kl_balance_weights(torch.ones(3) * 5, torch.ones(3)), torch.ones(3))
+
+
+def _objective(m: VAE, x: torch.Tensor) -> tuple[float, float, float]:
+    m.log_dict = lambda *a, **k: None
+    torch.manual_seed(7)  # the same posterior noise for every model and call
+    loss, terms = m._step((x, torch.zeros(len(x))), "val")
+    recon = terms.recon.mean().item()
+    kl = sum(k.sum(1).mean().item() for k in terms.kls)
+    return loss.item(), recon, kl
+
+
+def test_kl_balancing_changes_the_objective_only_during_warm_up():
+    x = torch.rand(4, 3, 32, 32, generator=_gen(0))
+    plain, bal = _small(skip="variational"), _small(skip="variational", kl_balance=True)
+    for m in (plain, bal):  # posteriors away from their priors, so every level has a KL
+        for level in m.decoder.ladder:
+            nn.init.normal_(level.posterior[-1].weight, std=0.5)
+        m.decoder.ladder[0].posterior[-1].weight.data.mul_(0.01)
+        m.eval()
+    bal.load_state_dict(plain.state_dict())
+    for beta in (0.5, 1.0):
+        plain.beta = bal.beta = beta
+        (lp, recon, kl), (lb, recon_b, kl_b) = _objective(plain, x), _objective(bal, x)
+        assert recon == pytest.approx(recon_b) and kl == pytest.approx(kl_b)  # same ELBO terms
+        assert lp == pytest.approx(recon + beta * kl, rel=1e-5)
+        if beta < 1:
+            assert lb != pytest.approx(lp, rel=1e-4)
+        else:
+            assert lb == pytest.approx(lp, rel=1e-5)
+
+
+def test_free_bits_on_the_top_latent_floor_only_the_top_and_never_the_elbo():
+    x = torch.rand(4, 3, 32, 32, generator=_gen(0))
+    m = _small(skip="variational", free_bits_top=5.0)
+    m.eval()
+    loss, recon, kl = _objective(m, x)
+    torch.manual_seed(7)
+    terms = m.loss_terms(x)
+    top = terms.kls[0].mean(0).clamp(min=5.0).sum().item()  # per dimension, as free_bits_per=dim
+    rest = sum(k.sum(1).mean().item() for k in terms.kls[1:])
+    assert loss == pytest.approx(recon + top + rest, rel=1e-4)
+    assert top > terms.kls[0].sum(1).mean().item()  # the floor is active at initialisation
+    logged = {}
+    m.log_dict = lambda d, **k: logged.update({k_: float(v.detach()) for k_, v in d.items()})
+    torch.manual_seed(7)
+    m._step((x, torch.zeros(4)), "val")
+    assert logged["val/elbo"] == pytest.approx(-(recon + kl), rel=1e-5)
+
+
+def test_ae_samples_with_fitted_latents_too():
+    torch.manual_seed(0)
+    m = AE(**SMALL)
+    m.sampling_bn_batches, m.sampling_bn_batch = 2, 16
+    s = make_sampler("gmm", 8, torch.randn(100, 8), n_components=2)
+    assert m.sample(3, sampler=s, generator=_gen(0)).shape == (3, 3, 32, 32)
