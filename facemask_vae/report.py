@@ -229,9 +229,12 @@ METHODS = """\
   U-Net skips are not latents: for such a model the bounds are on log p(x | encoder features),
   not on a generative likelihood, and do not compare with the others. For the AE only
   the reconstruction NLL under its own Gaussian likelihood is given (it has no ELBO).
-- **Samples**: each model decodes {n_samples} draws from N(0, I) (every U-Net skip level from
-  its top-down prior) to the mean image; the AE also decodes draws from a full-covariance Gaussian
-  fitted to its training latents. The domain CNN (4 conv stages, global average pool, trained
+- **Samples**: each model decodes {n_samples} draws per setting to the mean image. A setting
+  is a top-latent sampler (*prior*: N(0, I); *gaussian*: a full-covariance Gaussian, *gmm*: a
+  Gaussian mixture, both fitted to the top latent means of the probe training images), a
+  temperature T (the sampler's spread, and every U-Net skip level's prior spread, times T), and
+  the decoder's BN statistics (*sampling*: re-estimated on 20 x 250 samples of that setting, as
+  NVAE does; *training*: as trained). The headline row is N(0, I) at T = 1. The domain CNN (4 conv stages, global average pool, trained
   on the training split once and cached) gives 128-d features; the *domain Frechet distance*
   is the FID formula on these features against the {split} images. *CNN-confident* is the
   share of samples with max class probability > 0.9; *classified with mask* is the share with
