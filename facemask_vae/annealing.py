@@ -15,6 +15,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 
 
 def _check_beta(name: str, value: float) -> float:
@@ -223,6 +224,9 @@ class ControlledKLAnnealing(KLAnnealing):
     Reading the KL costs one host sync, so it happens every ``period`` steps, not every step.
     """
 
+    #: the per-step training KL the model logs (nats per image)
+    KL_KEY = "train/kl_step"
+
     def __init__(self, name: str = "controlled", period: int = 10, **controller: Any) -> None:
         if period < 1:
             raise ValueError(f"anneal.period must be >= 1, got {period}")
@@ -230,6 +234,7 @@ class ControlledKLAnnealing(KLAnnealing):
         self.controller = PIController(**controller)
         self.period = period
         self.total_steps = None
+        self._warned = False
 
     def on_fit_start(self, trainer, pl_module) -> None:
         pl_module.beta = self.controller.beta
@@ -239,9 +244,16 @@ class ControlledKLAnnealing(KLAnnealing):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.period == 0:
-            kl = trainer.callback_metrics.get("train/kl_step")
+            kl = trainer.callback_metrics.get(self.KL_KEY)
             if isinstance(kl, torch.Tensor) and torch.isfinite(kl):
                 self.controller.update(float(kl))
+            elif kl is None and not self._warned:  # a renamed metric would freeze beta silently
+                self._warned = True
+                rank_zero_warn(
+                    f"anneal=controlled steers beta by the logged {self.KL_KEY!r}, which is not "
+                    f"among the logged metrics {sorted(trainer.callback_metrics)}: beta stays at "
+                    f"{self.controller.beta}"
+                )
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "controller": self.controller.state_dict()}

@@ -231,7 +231,7 @@ METHODS = """\
   the reconstruction NLL under its own Gaussian likelihood is given (it has no ELBO).
 - **Samples**: each model decodes {n_samples} draws per setting to the mean image. A setting
   is a top-latent sampler (*prior*: N(0, I); *gaussian*: a full-covariance Gaussian, *gmm*: a
-  Gaussian mixture, both fitted to the top latent means of the probe training images), a
+  Gaussian mixture, both fitted to the top latent means of the training images), a
   temperature T (the sampler's spread, and every U-Net skip level's prior spread, times T), and
   the decoder's BN statistics (*sampling*: re-estimated on 20 x 250 samples of that setting, as
   NVAE does; *training*: as trained). The headline row is N(0, I) at T = 1. The domain CNN (4 conv stages, global average pool, trained

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The real-data study of docs/results.md, stage by stage; each stage's runs land in logs/study/.
 #   FACEMASK_ROOT=".../Face Mask Dataset" scripts/run_study.sh [stage ...]
-# Stages: models anneal adversarial arch seeds (training) and eval_<stage> for each.
+# Stages: models anneal adversarial arch seeds samples (training) and eval_<stage> for each.
 # EVAL_ARGS adds eval.py overrides to every report (e.g. EVAL_ARGS=fid=false: FID is the slow part).
 # Long on 2 CPU cores (10 epochs of the U-Net VAE take ~8 min): run it in the background.
 set -euo pipefail
@@ -40,6 +40,10 @@ for stage in "${stages[@]}"; do
         $PY train.py experiment=ae_vs_vae seed=$s hydra.sweep.dir="$OUT/ae_vs_vae/seed$s"
       done
       $PY train.py -m experiment=conv_posterior seed=1,2 hydra.sweep.dir="$OUT/conv_posterior_seeds" ;;
+    samples) $PY train.py -m model=vae,vae_unet trainer.max_epochs=10 hydra.sweep.dir="$OUT/samples/seed42" ;;
+    eval_samples)  # every sampler x temperature, with and without BN statistics for sampling
+      EVAL_ARGS="${EVAL_ARGS:-} sampling_bn=[false,true]" evaluate samples \
+        "$OUT/samples/seed42/0_vae-linear" "$OUT/samples/seed42/1_vae_unet-linear" ;;
     eval_models) IFS=, read -ra r <<< "$(runs_of $OUT/ae_vs_vae/seed42)"; evaluate ae_vs_vae "${r[@]}" ;;
     eval_anneal) IFS=, read -ra r <<< "$(runs_of $OUT/anneal_sweep)"; evaluate anneal_sweep "${r[@]}" ;;
     eval_adversarial)  # VAE-GAN: last.ckpt, as its ELBO-best checkpoint predates the GAN term

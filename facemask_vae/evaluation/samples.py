@@ -16,7 +16,7 @@ from facemask_vae import metrics as M
 from facemask_vae import report as R
 from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, _batches, _cnn_predict, _gen
-from facemask_vae.evaluation.shared import train_latents
+from facemask_vae.evaluation.shared import sampler_latents
 from facemask_vae.sampling import SAMPLERS, LatentSampler, make_sampler
 
 
@@ -69,7 +69,7 @@ def check_config(cfg: Any) -> None:
 
 def fitted_samplers(ctx: Context, i: int, kinds: list[str]) -> dict[str, LatentSampler]:
     """Run ``i``'s samplers, the fitted ones fitted to its training latents."""
-    z = train_latents(ctx, i) if set(kinds) - {"prior"} else None
+    z = sampler_latents(ctx, i) if set(kinds) - {"prior"} else None
     dim = ctx.runs[i].model.latent_dim
     k, seed = int(ctx.cfg.gmm_components), int(ctx.cfg.seed)
     return {s: make_sampler(s, dim, z, n_components=k, seed=seed) for s in kinds}
@@ -182,6 +182,9 @@ def _reference(ctx: Context, fid: _Fid | None) -> None:
 
 def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
     cfg = ctx.cfg
+    n_train = len(ctx.dm.dataset("train"))
+    limit = cfg.get("sampler_fit_max")
+    fit_n = n_train if limit is None else min(int(limit), n_train)
     R.image_panels(
         heads,
         ctx.figure(
@@ -199,7 +202,7 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
             "samples",
             "samples_best.png",
             "Each model's best setting by domain Frechet distance: 64 draws from the same seed. "
-            f"Fitted samplers are fitted to the top latents of {len(ctx.y_train)} training images "
+            f"Fitted samplers are fitted to the top latent means of {fit_n} training images "
             f"(gmm: {int(cfg.gmm_components)} full-covariance components).",
         ),
         8,

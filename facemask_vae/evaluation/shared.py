@@ -62,6 +62,22 @@ def train_latents(ctx: Context, i: int) -> torch.Tensor:
     )
 
 
+def sampler_latents(ctx: Context, i: int) -> torch.Tensor:
+    """Top latent means of run ``i`` on the training images the fitted samplers are fitted to:
+    all of the training split, or a seeded subset of ``sampler_fit_max``."""
+    name = ctx.names[i]
+
+    def compute() -> torch.Tensor:
+        images = ctx.dm.dataset("train").images
+        limit = ctx.cfg.get("sampler_fit_max")
+        if limit is not None and int(limit) < len(images):
+            g = torch.Generator().manual_seed(int(ctx.cfg.seed) + 5)
+            images = images[torch.randperm(len(images), generator=g)[: int(limit)].sort().values]
+        return _encode(ctx, ctx.runs[i], images, f"{name}: latents for the samplers")
+
+    return _cached(ctx, (name, "sampler_latents"), compute)
+
+
 # ---- one pass over the test split per run --------------------------------------------------------
 
 
