@@ -101,39 +101,108 @@ class NonFiniteLossError(RuntimeError):
 class NonFiniteGuard(pl.Callback):
     """Stops training on a non-finite loss, or skips that batch's update (``action='skip'``).
 
-    It runs before the optimiser step, so a bad batch never reaches the weights: ``skip`` drops
-    every gradient of that step (optimisers leave parameters without a gradient untouched).
-    Reading the loss is one host sync per step, small beside a step on any device.
+    It runs before the optimiser step, so a bad batch never reaches the weights. On the CPU it
+    reads the loss terms every step (a read costs nothing there): ``skip`` drops every gradient
+    of a bad step. On an accelerator a read per step would stall the device's queue, so it checks
+    on the device instead: a bad step's gradients are zeroed there (its batch never reaches the
+    weights, though Adam's momentum still moves them), and the flags are read every
+    ``check_every`` steps, when ``raise`` raises with the first bad step.
     """
 
-    def __init__(self, action: str = "raise", max_skips: int = 100) -> None:
+    def __init__(
+        self, action: str = "raise", max_skips: int = 100, check_every: int | None = None
+    ) -> None:
         if action not in ("raise", "skip"):
             raise ValueError(
                 f"callbacks.nonfinite.action must be 'raise' or 'skip', got {action!r}"
             )
-        self.action, self.max_skips = action, max_skips
+        if check_every is not None and check_every < 1:
+            raise ValueError(f"callbacks.nonfinite.check_every must be >= 1, got {check_every}")
+        self.action, self.max_skips, self.check_every = action, max_skips, check_every
         self.skipped = 0
         self.last_finite: dict[str, float] | None = None
+        self._flags: dict[str, torch.Tensor] | None = None  # the device path's running state
+        self._keys: list[str] = []
+
+    def every(self, device: torch.device) -> int:
+        """Steps between host reads: ``check_every``, or 1 on the CPU and 50 elsewhere."""
+        return self.check_every or (1 if device.type == "cpu" else 50)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         terms = getattr(pl_module, "last_terms", None)
         if not terms:
             return
-        values = {k: float(v) for k, v in terms.items()}
+        if self.every(pl_module.device) == 1:
+            self._check(trainer.global_step, pl_module, {k: float(v) for k, v in terms.items()})
+            return
+        self._mask_on_device(trainer.global_step, pl_module, terms)
+        if (trainer.global_step + 1) % self.every(pl_module.device) == 0:
+            self.flush(trainer.global_step, pl_module)
+
+    def _mask_on_device(self, step: int, pl_module, terms: dict[str, torch.Tensor]) -> None:
+        values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
+        finite = torch.isfinite(values).all()
+        for p in pl_module.parameters():
+            if p.grad is not None:  # NaN * 0 is NaN: clear non-finite entries first
+                p.grad.nan_to_num_(0.0, 0.0, 0.0).mul_(finite)
+        f = self._flags
+        if f is None:
+            f = self._flags = {
+                "bad": torch.zeros((), dtype=torch.long, device=values.device),
+                "first_bad": torch.full((), -1, dtype=torch.long, device=values.device),
+                "last": torch.full_like(values, float("nan")),
+                "last_step": torch.full((), -1, dtype=torch.long, device=values.device),
+            }
+            self._keys = list(terms)
+        bad = ~finite
+        f["bad"] += bad.long()
+        f["first_bad"] = torch.where(bad & (f["first_bad"] < 0), step, f["first_bad"])
+        f["last"] = torch.where(finite, values, f["last"])
+        f["last_step"] = torch.where(finite, step, f["last_step"])
+
+    def flush(self, step: int, pl_module) -> None:
+        """Read the device path's flags (one host sync) and act on the bad steps since the last."""
+        f, self._flags = self._flags, None
+        if f is None:
+            return
+        n_bad, first = int(f["bad"]), int(f["first_bad"])
+        if int(f["last_step"]) >= 0:
+            last = dict(zip(self._keys, f["last"].tolist(), strict=True))
+            self.last_finite = {"step": int(f["last_step"]), **last}
+        if n_bad == 0:
+            return
+        if self.action == "skip" and self.skipped + n_bad <= self.max_skips:
+            self.skipped += n_bad
+            rank_zero_warn(
+                f"non-finite loss at {n_bad} step(s) up to step {step}, the first at step {first}: "
+                f"batch skipped (its gradients zeroed; {self.skipped} so far, at most "
+                f"{self.max_skips})"
+            )
+            return
+        self._raise(first, {"n_bad_steps": n_bad})
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._flags is not None:
+            self.flush(trainer.global_step, pl_module)
+
+    def _check(self, step: int, pl_module, values: dict[str, float]) -> None:
         if all(v == v and abs(v) != float("inf") for v in values.values()):
-            self.last_finite = {"step": trainer.global_step, **values}
+            self.last_finite = {"step": step, **values}
             return
         if self.action == "skip" and self.skipped < self.max_skips:
             self.skipped += 1
             for p in pl_module.parameters():
                 p.grad = None
             rank_zero_warn(
-                f"non-finite loss at step {trainer.global_step} ({values}): batch skipped "
+                f"non-finite loss at step {step} ({values}): batch skipped "
                 f"({self.skipped} so far, at most {self.max_skips})"
             )
             return
+        self._raise(step, values)
+
+    def _raise(self, step: int, values: dict[str, float]) -> None:
         raise NonFiniteLossError(
-            f"non-finite loss at step {trainer.global_step}: {values}. Last finite values: "
+            f"non-finite loss at step {step}: {values}. Last finite values: "
             f"{self.last_finite or 'none yet'}. Try a lower model.lr, gradient clipping "
             "(trainer.gradient_clip_val), trainer.precision=32-true, or "
             "callbacks.nonfinite.action=skip to drop such batches."

@@ -72,6 +72,33 @@ def test_non_finite_batch_is_skipped_and_weights_stay_finite_when_configured():
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_device_path_raises_at_its_next_check_with_the_first_bad_step():
+    """The accelerator path (forced on the CPU with check_every): no read per step, the bad
+    step's gradients zeroed on the device, the error at the next read, naming the bad step."""
+    model = ExplodingVAE(bad_steps={3}, **SMALL)
+    with pytest.raises(NonFiniteLossError, match=r"step 3: \{'n_bad_steps': 1\}.*'step': 2"):
+        _trainer([NonFiniteGuard("raise", check_every=4)], steps=8).fit(
+            model, datamodule=RandomImages(batch_size=16)
+        )
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # masked before the step
+
+
+def test_device_path_skips_bad_batches_without_reading_the_loss_every_step(monkeypatch):
+    model = ExplodingVAE(bad_steps={1, 2}, **SMALL)
+    guard = NonFiniteGuard("skip", check_every=5)
+    flushes = []
+    orig = NonFiniteGuard.flush
+    monkeypatch.setattr(
+        NonFiniteGuard, "flush", lambda self, step, m: flushes.append(step) or orig(self, step, m)
+    )
+    with pytest.warns(UserWarning, match=r"2 step\(s\) up to step 4, the first at step 1"):
+        _trainer([guard], steps=6).fit(model, datamodule=RandomImages(batch_size=16))
+    assert guard.skipped == 2
+    assert flushes[0] == 4  # one host read per check_every steps, not per step
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert guard.last_finite is not None and guard.last_finite["step"] == 5
+
+
 def test_same_seed_gives_identical_losses_on_cpu():
     def run():
         pl.seed_everything(7, workers=True)
