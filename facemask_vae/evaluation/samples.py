@@ -61,10 +61,18 @@ def settings(cfg: Any) -> tuple[list[Setting], Setting]:
 def check_config(cfg: Any) -> None:
     """Refuse bad sample settings before anything is loaded, with the fix."""
     settings(cfg)
-    if cfg.fid_settings not in ("best", "all"):
-        raise ConfigError(f"fid_settings must be best or all, got {cfg.fid_settings!r}")
+    if not set(fid_settings(cfg)) <= {"headline", "best", "all"}:
+        raise ConfigError(
+            f"fid_settings lists which sample sets get FID: a subset of [headline, best, all], "
+            f"got {cfg.fid_settings}"
+        )
     if int(cfg.gmm_components) < 1:
         raise ConfigError(f"gmm_components must be >= 1, got {cfg.gmm_components}")
+
+
+def fid_settings(cfg: Any) -> list[str]:
+    v = cfg.fid_settings
+    return [str(v)] if isinstance(v, str) else [str(x) for x in v]
 
 
 def fitted_samplers(ctx: Context, i: int, kinds: list[str]) -> dict[str, LatentSampler]:
@@ -122,6 +130,7 @@ def section_samples(ctx: Context) -> None:
     cfg = ctx.cfg
     grid, headline = settings(cfg)
     fid = _Fid.create(ctx)
+    which = fid_settings(cfg)
     ctx.heading(f"Random samples ({int(cfg.n_samples)} per model; headline: {headline})")
     rows, heads, bests = [], [], []
     for i, name in enumerate(ctx.names):
@@ -131,7 +140,7 @@ def section_samples(ctx: Context) -> None:
         for s in grid:
             images = _draw(ctx, i, samplers[s.sampler], s)
             cur = SampleSet(s, images, _cnn_metrics(ctx, images))
-            if fid is not None and (cfg.fid_settings == "all" or s == headline):
+            if fid is not None and ("all" in which or (s == headline and "headline" in which)):
                 cur.values |= fid(images, f"{name}: {s}")
             rows.append({"model": name, **vars(s), **cur.values})
             if s == headline:
@@ -141,7 +150,7 @@ def section_samples(ctx: Context) -> None:
             if cur is not head and cur is not best:
                 cur.images = cur.images[:0]  # keep only the sets the figures and FID need
         assert head is not None and best is not None
-        if fid is not None and "fid" not in best.values:
+        if fid is not None and "best" in which and "fid" not in best.values:
             best.values |= fid(best.images, f"{name}: {best.setting}")
             rows[-len(grid) + grid.index(best.setting)] |= best.values
         _put(ctx, name, head.values, "", "")
@@ -163,7 +172,9 @@ def _reference(ctx: Context, fid: _Fid | None) -> None:
     p = ctx.cnn_test_probs
     values["confident"] = float((torch.maximum(p, 1 - p) > 0.9).float().mean())
     if fid is not None:
-        values |= fid(ctx.floats(ref_images).cpu(), f"{ref_split} images")
+        ref_set = ctx.dm.dataset(ref_split)
+        feats = fid.real_features(ref_set.images, ref_set.labels, ref_split)
+        values |= fid(ref_images, ref_split, feats=feats)
     for key, value in values.items():
         ctx.put(REFERENCE, f"samples.{key}", value, "")
     ctx.put(
@@ -222,7 +233,7 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
         "Every setting (metrics.json `tables.samples`). *sampling* BN statistics are "
         "re-estimated on samples of that sampler and temperature, *training* ones are those "
         "gathered on posterior codes. FID is measured for "
-        + ("every setting" if cfg.fid_settings == "all" else "the headline and the best setting")
+        + ("every setting" if "all" in fid_settings(cfg) else " and ".join(fid_settings(cfg)))
         + ".\n\n"
         + "\n".join(lines),
     )
@@ -237,7 +248,6 @@ class _Fid:
 
     @classmethod
     def create(cls, ctx: Context) -> _Fid | None:
-        from facemask_vae.classifier import cache_dir
         from facemask_vae.fid import InceptionFeatures, inception_weights
 
         if not ctx.cfg.fid:
@@ -251,22 +261,33 @@ class _Fid:
             ctx.note("samples", msg)
             return None
         t0 = time.perf_counter()
-        inc = InceptionFeatures(path, ctx.device)
-        cached = cache_dir(ctx.cfg.get("cache_dir")) / (
-            f"inception-v{FEATURES_VERSION}-{ctx.cfg.split}-{ctx.cache[('data', 'fingerprint')]}.pt"
+        fid = cls(ctx, InceptionFeatures(path, ctx.device), torch.empty(0))
+        fid.ref = fid.real_features(ctx.x_test, ctx.y_test, ctx.cfg.split)
+        ctx.timings["samples: of which FID/KID"] = round(time.perf_counter() - t0, 2)
+        return fid
+
+    def real_features(self, images: torch.Tensor, labels: torch.Tensor, what: str) -> torch.Tensor:
+        """Inception features of real uint8 images, cached on disk by their content."""
+        from facemask_vae.classifier import cache_dir, fingerprint
+
+        key = fingerprint(images, labels)
+        cached = cache_dir(self.ctx.cfg.get("cache_dir")) / (
+            f"inception-v{FEATURES_VERSION}-{key}.pt"
         )
         if cached.is_file():
-            ref = torch.load(cached, map_location="cpu", weights_only=True)
-        else:
-            ref = inc(ctx.floats(ctx.x_test).cpu(), desc=f"inception: {ctx.cfg.split} images")
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(ref, cached)
-        ctx.timings["samples: of which FID/KID"] = round(time.perf_counter() - t0, 2)
-        return cls(ctx, inc, ref)
+            return torch.load(cached, map_location="cpu", weights_only=True)
+        feats = self.inc(self.ctx.floats(images).cpu(), desc=f"inception: {what} images")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(feats, cached)
+        return feats
 
-    def __call__(self, images: torch.Tensor, desc: str) -> dict[str, float]:
+    def __call__(
+        self, images: torch.Tensor, desc: str, feats: torch.Tensor | None = None
+    ) -> dict[str, float]:
+        """FID, KID and KID's std of images in [0, 1] (or of their ``feats``) to the test set."""
         t0 = time.perf_counter()
-        feats = self.inc(images, desc=f"inception: {desc}")
+        if feats is None:
+            feats = self.inc(images, desc=f"inception: {desc}")
         kid, kid_std = M.kernel_distance(
             feats,
             self.ref,

@@ -1,0 +1,62 @@
+"""The FID/KID path of the samples section without the Inception network: a stand-in feature
+extractor, the on-disk cache of real-image features, and the values against the metrics."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import OmegaConf
+
+from facemask_vae import metrics as M
+from facemask_vae.evaluation.samples import FEATURES_VERSION, _Fid
+
+
+class _Ctx:
+    def __init__(self, cache_dir) -> None:
+        self.cfg = OmegaConf.create({"cache_dir": str(cache_dir), "kid_subset_size": 50, "seed": 0})
+        self.timings = {"samples: of which FID/KID": 0.0}
+
+    def floats(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float() / 255
+
+
+class _Features:
+    """A deterministic stand-in for Inception: per-channel means and stds (6-d), with a call count."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, x: torch.Tensor, desc: str = "") -> torch.Tensor:
+        self.calls += 1
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1).double()
+
+
+def _images(seed: int, n: int = 80, shift: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 200, (n, 3, 8, 8), generator=g) + shift).to(torch.uint8)
+
+
+def test_real_features_are_cached_by_content_and_reused(tmp_path):
+    ctx, inc = _Ctx(tmp_path), _Features()
+    fid = _Fid(ctx, inc, torch.empty(0))
+    x, y = _images(0), torch.zeros(80)
+    a = fid.real_features(x, y, "test")
+    b = fid.real_features(x, y, "test")
+    assert inc.calls == 1 and torch.equal(a, b)  # the second call is a cache hit
+    files = list(tmp_path.glob("inception-*.pt"))
+    assert len(files) == 1 and files[0].name.startswith(f"inception-v{FEATURES_VERSION}-")
+    fid.real_features(_images(1), y, "val")  # other content, other entry
+    assert inc.calls == 2 and len(list(tmp_path.glob("inception-*.pt"))) == 2
+
+
+def test_fid_and_kid_are_the_metrics_of_the_features(tmp_path):
+    ctx, inc = _Ctx(tmp_path), _Features()
+    fid = _Fid(ctx, inc, torch.empty(0))
+    fid.ref = fid.real_features(_images(0), torch.zeros(80), "test")
+    same = fid(ctx.floats(_images(2)), "same distribution")
+    shifted = fid(ctx.floats(_images(3, shift=50)), "brighter")
+    feats = inc(ctx.floats(_images(3, shift=50)))
+    assert shifted["fid"] == M.frechet_distance(feats, fid.ref)
+    kid, _ = M.kernel_distance(feats, fid.ref, subset_size=50, seed=0)
+    assert shifted["kid"] == kid
+    assert shifted["fid"] > 10 * same["fid"] and shifted["kid"] > same["kid"]
+    assert ctx.timings["samples: of which FID/KID"] >= 0
