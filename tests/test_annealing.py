@@ -4,6 +4,7 @@ import math
 
 import pytest
 import pytorch_lightning as pl
+import torch
 
 from facemask_vae.annealing import (
     Constant,
@@ -119,6 +120,49 @@ def test_controlled_callback_state_round_trips():
     other.load_state_dict(cb.state_dict())
     assert other.controller.beta == cb.controller.beta
     assert isinstance(cb, pl.Callback)
+
+
+class _LoggingTrainer:
+    """What the controlled callback reads: the global step and the logged metrics."""
+
+    def __init__(self, kl, key="train/kl_step"):
+        self.global_step = 0
+        self.callback_metrics = {key: torch.tensor(kl)}
+
+
+def _drive(cb, trainer, module, steps):
+    """A training loop's hook calls: beta applied before each step, the KL read after it."""
+    cb.on_fit_start(trainer, module)
+    seen = []
+    for i in range(steps):
+        cb.on_train_batch_start(trainer, module, None, i)
+        seen.append(module.beta)
+        trainer.global_step += 1  # the optimiser step, before on_train_batch_end
+        cb.on_train_batch_end(trainer, module, None, None, i)
+    return seen
+
+
+@pytest.mark.parametrize(("kl", "rises"), [(50.0, True), (1.0, False)])
+def test_controlled_callback_moves_beta_with_the_logged_kl(kl, rises):
+    cb = ControlledKLAnnealing(target_kl=10.0, kp=0.5, ki=0.01, period=5, beta_init=0.5)
+    m = _Module()
+    seen = _drive(cb, _LoggingTrainer(kl), m, 30)
+    assert seen[0] == 0.5 and m.beta == cb.controller.beta
+    # the KL is read every 5 steps: beta changes only on the step after a multiple of 5
+    changes = [i for i in range(1, 30) if seen[i] != seen[i - 1]]
+    assert changes and set(changes) <= {5, 10, 15, 20, 25}
+    if rises:  # KL above the target: more weight on the KL
+        assert seen[-1] > 0.5 and seen == sorted(seen)
+    else:
+        assert seen[-1] < 0.5 and seen == sorted(seen, reverse=True)
+
+
+def test_controlled_callback_warns_when_the_kl_is_not_logged():
+    cb = ControlledKLAnnealing(target_kl=10.0, kp=0.5, ki=0.01, period=5, beta_init=0.5)
+    m = _Module()
+    with pytest.warns(UserWarning, match="train/kl_step.*beta stays at 0.5"):
+        seen = _drive(cb, _LoggingTrainer(50.0, key="train/kl_per_step"), m, 30)
+    assert set(seen) == {0.5}  # nothing to steer by: beta is held, and the user is told
 
 
 def test_lengths_in_epochs_become_steps_for_the_run():

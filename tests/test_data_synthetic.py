@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 
@@ -58,7 +60,16 @@ def test_datamodule_splits_are_disjoint_and_limited():
     dm = SyntheticFaceMaskDataModule(n_train=40, n_val=20, n_test=20, image_size=32, seed=0)
     train, val, test = dm.dataset("train"), dm.dataset("val"), dm.dataset("test")
     assert (len(train), len(val), len(test)) == (40, 20, 20)
-    assert not torch.equal(train.images[:20], val.images)
+    # no image of one split is any image of another (nor repeated within its split)
+    hashes = {
+        split: [hashlib.sha256(img.contiguous().numpy().tobytes()).hexdigest() for img in ds.images]
+        for split, ds in (("train", train), ("val", val), ("test", test))
+    }
+    for split, hs in hashes.items():
+        assert len(set(hs)) == len(hs), f"{split} repeats an image"
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        shared = set(hashes[a]) & set(hashes[b])
+        assert not shared, f"{len(shared)} images are in both {a} and {b}"
     limited = SyntheticFaceMaskDataModule(
         n_train=40, n_val=20, n_test=20, image_size=32, limit_per_split=6
     )

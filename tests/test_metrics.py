@@ -104,8 +104,31 @@ def test_frechet_distance_is_zero_for_identical_sets_and_the_squared_shift_for_s
     assert M.frechet_distance(f, f) == pytest.approx(0.0, abs=1e-6)
     shift = torch.full((8,), 0.5)
     assert M.frechet_distance(f, f + shift) == pytest.approx(8 * 0.25, rel=1e-6)
-    wider = M.frechet_distance(f, f * 2)  # same mean, other covariance
-    assert wider > 1.0
+    # f vs 2f: means m and 2m, covariances S and 4S, so the distance is
+    # ||m||^2 + Tr(S + 4S - 2 (4 S^2)^(1/2)) = ||m||^2 + Tr(S) exactly
+    fd = f.double()
+    exact = fd.mean(0).pow(2).sum() + torch.trace(torch.cov(fd.T))
+    assert M.frechet_distance(f, f * 2) == pytest.approx(float(exact), rel=1e-9)
+
+
+def test_frechet_distance_matches_torchmetrics_and_scipy_on_features():
+    """The FID formula on raw features, against torchmetrics' FID computation and sqrtm."""
+    from scipy.linalg import sqrtm
+    from torchmetrics.image.fid import _compute_fid
+
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(300, 6, generator=g, dtype=torch.float64)
+    b = (
+        torch.randn(250, 6, generator=g, dtype=torch.float64)
+        @ torch.rand(6, 6, generator=g, dtype=torch.float64)
+        + 0.3
+    )
+    ours = M.frechet_distance(a, b)
+    mu1, mu2, s1, s2 = a.mean(0), b.mean(0), torch.cov(a.T), torch.cov(b.T)
+    assert ours == pytest.approx(float(_compute_fid(mu1, s1, mu2, s2)), rel=1e-9)
+    s1n, s2n = s1.numpy(), s2.numpy()
+    ref = ((mu1 - mu2) ** 2).sum().item() + np.trace(s1n + s2n - 2 * sqrtm(s1n @ s2n).real)
+    assert ours == pytest.approx(ref, rel=1e-6) and ours > 1.0
 
 
 def test_kernel_distance_near_zero_for_same_distribution_and_large_for_shifted():
@@ -113,7 +136,31 @@ def test_kernel_distance_near_zero_for_same_distribution_and_large_for_shifted()
     a, b = torch.randn(400, 16, generator=g), torch.randn(400, 16, generator=g)
     same, _ = M.kernel_distance(a, b, subsets=10, subset_size=200)
     shifted, std = M.kernel_distance(a, b + 1.0, subsets=10, subset_size=200)
-    assert abs(same) < 0.05 and shifted > 1.0 and std >= 0
+    assert abs(same) < 0.05 and shifted > 1.0
+    # mean and (population) std over the subsets are torchmetrics' KID estimator on each subset:
+    # the same subsets, drawn from the same seeded generator
+    from torchmetrics.image.kid import poly_mmd
+
+    g = torch.Generator().manual_seed(0)
+    per_subset = []
+    for _ in range(10):
+        x = a.double()[torch.randperm(400, generator=g)[:200]]
+        y = (b + 1.0).double()[torch.randperm(400, generator=g)[:200]]
+        per_subset.append(poly_mmd(x, y))
+    per_subset = torch.stack(per_subset)
+    assert shifted == pytest.approx(per_subset.mean().item(), rel=1e-9)
+    assert std == pytest.approx(per_subset.std(unbiased=False).item(), rel=1e-9)
+    assert 0 < std < 0.5 * shifted  # subsets of the same two sets agree roughly
+
+
+def test_kernel_distance_on_whole_sets_is_torchmetrics_poly_mmd():
+    from torchmetrics.image.kid import poly_mmd
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(60, 5, generator=g, dtype=torch.float64)
+    b = torch.randn(60, 5, generator=g, dtype=torch.float64) * 1.5 + 0.2
+    kid, std = M.kernel_distance(a, b, subsets=7, subset_size=1000)  # one subset: both sets
+    assert kid == pytest.approx(poly_mmd(a, b).item(), rel=1e-9) and std == 0.0
 
 
 # ---- latent-space structure --------------------------------------------------------------------

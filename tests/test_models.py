@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from facemask_vae.models import AE, VAE
+from facemask_vae.models.layers import ConvBlock
 
 SMALL = {"widths": [8, 16, 16], "latent_dim": 8}
 KINDS = [
@@ -127,14 +128,27 @@ def test_training_steps_log_psnr_but_leave_the_costly_ssim_to_validation():
     assert "train/psnr" in logged and "train/ssim" not in logged
 
 
-def test_training_step_optimises_nats_per_dimension():
-    m = AE(image_size=32, **SMALL)
-    m.log_dict = lambda *a, **k: None
+@pytest.mark.parametrize(("cls", "kw"), [(AE, {}), (VAE, {"skip": "variational"})])
+def test_training_step_optimises_nats_per_dimension(cls, kw):
+    m = cls(image_size=32, **SMALL, **kw)
+    m.beta = 0.25
+    logged = {}
+    m.log_dict = lambda d, *a, **k: logged.update(d)
     batch = (_x(2, 32), torch.zeros(2, dtype=torch.long))
     torch.manual_seed(0)
     per_dim = m.training_step(batch, 0)
     assert per_dim.shape == () and per_dim.requires_grad
     assert m.n_dims == 3 * 32 * 32
+    # what the optimiser sees is the logged loss (nats per image) over the 3 H W dimensions
+    loss = logged["train/loss"]
+    assert per_dim.item() == pytest.approx(loss.item() / (3 * 32 * 32), rel=1e-6)
+    # and that loss is recon + beta * KL (no free bits or balancing here), the ELBO's terms
+    kl = logged.get("train/kl", torch.zeros(()))
+    assert loss.item() == pytest.approx((logged["train/recon"] + 0.25 * kl).item(), rel=1e-6)
+    if m.has_kl:
+        assert kl.item() > 0 and logged["train/elbo"].item() == pytest.approx(
+            -(logged["train/recon"] + kl).item(), rel=1e-6
+        )
 
 
 @pytest.mark.parametrize(
@@ -162,5 +176,22 @@ def test_ae_refuses_vae_options():
 
 
 def test_resnet_blocks_build_and_run():
+    torch.manual_seed(0)
     m = VAE(image_size=32, **SMALL, block="resnet")
     assert m.loss_terms(_x(2, 32)).recon.shape == (2,)
+    torch.manual_seed(0)
+    plain = VAE(image_size=32, **SMALL, block="plain")
+    # the option reaches the blocks: residual blocks with a second conv, more parameters
+    blocks = [b for b in m.modules() if isinstance(b, ConvBlock)]
+    assert blocks and all(b.residual for b in blocks)
+    assert not any(b.residual for b in plain.modules() if isinstance(b, ConvBlock))
+    n_params = [sum(p.numel() for p in net.parameters()) for net in (m, plain)]
+    assert n_params[0] > n_params[1]
+    # the shortcut is used: zeroing the residual branch leaves act(shortcut(x)), not zero
+    block = blocks[0]
+    x = torch.randn(2, block.body[0].in_channels, 8, 8)
+    with torch.no_grad():
+        block.body[-1].weight.zero_()  # the branch's last norm: the branch outputs zero
+        block.body[-1].bias.zero_()
+        expected = torch.nn.functional.silu(block.shortcut(x))
+        assert torch.allclose(block(x), expected, atol=1e-5)

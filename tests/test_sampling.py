@@ -250,10 +250,42 @@ def test_free_bits_on_the_top_latent_floor_only_the_top_and_never_the_elbo():
     assert loss == pytest.approx(recon + top + rest, rel=1e-4)
     assert top > terms.kls[0].sum(1).mean().item()  # the floor is active at initialisation
     logged = {}
-    m.log_dict = lambda d, **k: logged.update({k_: float(v.detach()) for k_, v in d.items()})
+    m.log_dict = lambda d, **k: logged.update(
+        {k_: float(torch.as_tensor(v).detach()) for k_, v in d.items()}
+    )
     torch.manual_seed(7)
     m._step((x, torch.zeros(4)), "val")
     assert logged["val/elbo"] == pytest.approx(-(recon + kl), rel=1e-5)
+
+
+@pytest.mark.parametrize("per", ["dim", "group"])
+def test_free_bits_floor_every_level_in_the_objective_and_never_the_elbo(per):
+    x = torch.rand(4, 3, 32, 32, generator=_gen(0))
+    plain = _small(skip="variational")
+    floored = _small(skip="variational", free_bits=0.5, free_bits_per=per)
+    floored.load_state_dict(plain.state_dict())
+    for m in (plain, floored):
+        m.eval()
+    lp, recon, kl = _objective(plain, x)
+    lf, recon_f, kl_f = _objective(floored, x)
+    assert recon_f == pytest.approx(recon) and kl_f == pytest.approx(kl)  # same ELBO terms
+    assert lp == pytest.approx(recon + kl, rel=1e-5)
+    torch.manual_seed(7)
+    kls = plain.loss_terms(x).kls
+    if per == "dim":  # every group's batch mean floored at 0.5 nats, on every level
+        floor = sum(k.mean(0).clamp(min=0.5).sum().item() for k in kls)
+    else:  # every level's total floored at 0.5 nats
+        floor = sum(max(k.sum(1).mean().item(), 0.5) for k in kls)
+    assert floor > kl + 1e-3  # the floor is active at initialisation
+    assert lf == pytest.approx(recon + floor, rel=1e-4)
+    logged = {}
+    floored.log_dict = lambda d, **k: logged.update(
+        {k_: float(torch.as_tensor(v).detach()) for k_, v in d.items()}
+    )
+    torch.manual_seed(7)
+    floored._step((x, torch.zeros(4)), "val")
+    assert logged["val/elbo"] == pytest.approx(-(recon + kl), rel=1e-5)
+    assert logged["val/loss"] == pytest.approx(lf, rel=1e-6)
 
 
 def test_ae_samples_with_fitted_latents_too():
