@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -216,6 +217,18 @@ def probe_scores(
 ) -> dict[str, float]:
     """Fit a linear (``logreg``) or small MLP (``mlp``) probe on standardised train features and
     return test accuracy, F1 (positive class 1) and ROC-AUC."""
+    probe = fit_probe(z_train, y_train, kind=kind, seed=seed)
+    return classification_scores(_np(y_test), probe_probs(probe, z_test))
+
+
+def fit_probe(
+    z_train: torch.Tensor | np.ndarray,
+    y_train: torch.Tensor | np.ndarray,
+    kind: str = "logreg",
+    seed: int = 0,
+) -> Any:
+    """The probe of :func:`probe_scores`, fitted: a scikit-learn pipeline (standardisation, then
+    logistic regression or the MLP) for :func:`probe_probs`."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
@@ -237,8 +250,14 @@ def probe_scores(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence warnings: the probe is a measurement
         pipe.fit(_np(z_train), _np(y_train))
-        prob = pipe.predict_proba(_np(z_test))[:, 1]
-    return classification_scores(_np(y_test), prob)
+    return pipe
+
+
+def probe_probs(probe: Any, z: torch.Tensor | np.ndarray) -> np.ndarray:
+    """P(class 1) of a :func:`fit_probe` probe for features ``z`` (N x D)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return probe.predict_proba(_np(z))[:, 1]
 
 
 def classification_scores(y_true: np.ndarray, prob_pos: np.ndarray) -> dict[str, float]:

@@ -12,6 +12,8 @@ figures (:mod:`facemask_vae.report`) to the output dir:
 3. latent space (t-SNE, k-NN accuracy, silhouette; :mod:`.latents`),
 4. interpolation smoothness (pixel and CNN-feature space; :mod:`.interpolation`),
 5. mask classification probes on latents (with pixel and supervised-CNN references; :mod:`.probes`),
+5b. the linear probe and the supervised CNN on shifted test images (zoom out, off centre, blur,
+    JPEG, colour, grayscale; :mod:`.shifts`),
 6. training curves from TensorBoard events (:mod:`.training`),
 7. what the U-Net skips carry (per-level KL, active units, swap test; :mod:`.skips`).
 
@@ -50,6 +52,7 @@ from facemask_vae.evaluation.shared import (
     top_latents,
     train_latents,
 )
+from facemask_vae.evaluation.shifts import section_shifts, shift_names
 from facemask_vae.evaluation.skips import section_skips, swap_shares
 from facemask_vae.evaluation.training import section_training
 
@@ -71,6 +74,7 @@ __all__ = [
     "section_probes",
     "section_reconstruction",
     "section_samples",
+    "section_shifts",
     "section_skips",
     "section_training",
     "swap_shares",
@@ -90,6 +94,7 @@ SECTIONS: list[tuple[str, str, Callable[[Context], None]]] = [
     ("latent", "3. Latent space", section_latent_space),
     ("interpolation", "4. Latent smoothness (interpolation)", section_interpolation),
     ("probes", "5. Classification from latents", section_probes),
+    ("shifts", "5b. Probes under distribution shift", section_shifts),
     ("training", "6. Training curves", section_training),
     ("skips", "7. What the latent carries", section_skips),
 ]
@@ -105,6 +110,7 @@ def evaluate(
     out_dir = Path(output_dir or cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_sample_config(cfg)
+    shift_names(cfg)  # unknown shifts fail before anything is loaded
     torch.manual_seed(int(cfg.seed))
     t_all = time.perf_counter()
     t0 = time.perf_counter()

@@ -4,29 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import json
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from facemask_vae import metrics as M
 from facemask_vae.classifier import fingerprint
 from facemask_vae.evaluation.context import REFERENCE, Context
-from facemask_vae.evaluation.shared import test_latents, train_latents
+from facemask_vae.evaluation.shared import _cached, test_latents, train_latents
 
 
 def section_probes(ctx: Context) -> None:
     """Logistic regression and an MLP on training latents, scored on test latents, beside the same
     probes on raw pixels and the supervised CNN (the ceiling)."""
     cfg = ctx.cfg
-    seed = int(cfg.seed)
     ctx.heading(
         f"Mask classification from latents ({len(ctx.y_train)} training images -> {cfg.split})"
     )
-    ytr, yte = ctx.y_train.numpy(), ctx.y_test.numpy()
+    yte = ctx.y_test.numpy()
     label = {"accuracy": "accuracy", "f1": "F1", "roc_auc": "ROC-AUC"}
     for i, name in enumerate(ctx.names):
-        ztr, zte = train_latents(ctx, i), test_latents(ctx, i)
+        probes = {kind: latent_probe(ctx, i, kind) for kind in ("logreg", "mlp")}
+        zte = test_latents(ctx, i)
         for kind, desc in (("logreg", "logistic regression"), ("mlp", "MLP (128 hidden)")):
-            for m, v in M.probe_scores(ztr, ytr, zte, yte, kind=kind, seed=seed).items():
+            probs = M.probe_probs(probes[kind], zte)
+            for m, v in M.classification_scores(yte, probs).items():
                 ctx.put(name, f"probe.{kind}.{m}", v, f"{desc}: {label[m]}")
     # references: the same probes on raw pixels (cached: they depend on the data only), and
     # the supervised CNN
@@ -40,6 +42,18 @@ def section_probes(ctx: Context) -> None:
         "In the reference column the logistic-regression and MLP rows are the same probes fitted "
         "on raw pixels (the same training images) instead of latents, and the supervised-CNN rows "
         "are the domain CNN itself, trained end to end on the whole training split.",
+    )
+
+
+def latent_probe(ctx: Context, i: int, kind: str = "logreg") -> Any:
+    """Run ``i``'s probe of this section (``logreg`` or ``mlp``), fitted on its training latents,
+    for scoring other latents with :func:`facemask_vae.metrics.probe_probs`; cached."""
+    return _cached(
+        ctx,
+        (ctx.names[i], f"probe_{kind}"),
+        lambda: M.fit_probe(
+            train_latents(ctx, i), ctx.y_train.numpy(), kind=kind, seed=int(ctx.cfg.seed)
+        ),
     )
 
 
