@@ -218,6 +218,17 @@ def _objective(m: VAE, x: torch.Tensor) -> tuple[float, float, float]:
     return loss.item(), recon, kl
 
 
+def _logged(m: VAE, x: torch.Tensor) -> dict[str, float]:
+    """What a validation step logs, with the posterior noise of :func:`_objective`."""
+    logged: dict[str, float] = {}
+    m.log_dict = lambda d, **k: logged.update(
+        {k_: float(torch.as_tensor(v).detach()) for k_, v in d.items()}
+    )
+    torch.manual_seed(7)
+    m._step((x, torch.zeros(len(x))), "val")
+    return logged
+
+
 def test_kl_balancing_changes_the_objective_only_during_warm_up():
     x = torch.rand(4, 3, 32, 32, generator=_gen(0))
     plain, bal = _small(skip="variational"), _small(skip="variational", kl_balance=True)
@@ -249,12 +260,7 @@ def test_free_bits_on_the_top_latent_floor_only_the_top_and_never_the_elbo():
     rest = sum(k.sum(1).mean().item() for k in terms.kls[1:])
     assert loss == pytest.approx(recon + top + rest, rel=1e-4)
     assert top > terms.kls[0].sum(1).mean().item()  # the floor is active at initialisation
-    logged = {}
-    m.log_dict = lambda d, **k: logged.update(
-        {k_: float(torch.as_tensor(v).detach()) for k_, v in d.items()}
-    )
-    torch.manual_seed(7)
-    m._step((x, torch.zeros(4)), "val")
+    logged = _logged(m, x)
     assert logged["val/elbo"] == pytest.approx(-(recon + kl), rel=1e-5)
 
 
@@ -278,12 +284,7 @@ def test_free_bits_floor_every_level_in_the_objective_and_never_the_elbo(per):
         floor = sum(max(k.sum(1).mean().item(), 0.5) for k in kls)
     assert floor > kl + 1e-3  # the floor is active at initialisation
     assert lf == pytest.approx(recon + floor, rel=1e-4)
-    logged = {}
-    floored.log_dict = lambda d, **k: logged.update(
-        {k_: float(torch.as_tensor(v).detach()) for k_, v in d.items()}
-    )
-    torch.manual_seed(7)
-    floored._step((x, torch.zeros(4)), "val")
+    logged = _logged(floored, x)
     assert logged["val/elbo"] == pytest.approx(-(recon + kl), rel=1e-5)
     assert logged["val/loss"] == pytest.approx(lf, rel=1e-6)
 
