@@ -2,7 +2,9 @@
 
 Images live as one uint8 tensor per split (decoded once, by the real loader from its disk cache or
 by the synthetic generator), so an epoch costs a few tensor slices and no decoding. Conversion to
-float and train-only augmentation happen on whole batches after transfer to the device.
+float and train-only augmentation happen on whole batches after transfer to the device. On a
+single GPU (``on_device='auto'``) the split tensors move there once and batches are sliced there
+(:mod:`facemask_vae.data.device`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from facemask_vae.data.augment import BatchAugment
+from facemask_vae.data.device import DeviceBatches, wants_device_batches
 
 #: Class folder names of the Kaggle layout and their labels. WithMask is the positive class.
 CLASSES: dict[str, int] = {"WithoutMask": 0, "WithMask": 1}
@@ -89,6 +92,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         augment: Mapping[str, Any] | None = None,
         seed: int = 0,
         channels_last: bool = True,
+        on_device: str | bool = "auto",
     ) -> None:
         super().__init__()
         if int(image_size) < 8:
@@ -104,7 +108,10 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.seed = int(seed)
         self.channels_last = channels_last
         self.augment = BatchAugment(**dict(augment or {}))
+        wants_device_batches(on_device, torch.device("cpu"), 1)  # validate early
+        self.on_device = on_device
         self.datasets: dict[str, ImageTensorDataset] = {}
+        self._on_device: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (uint8 N x 3 x S x S images, int64 labels) for 'train', 'val' or 'test'."""
@@ -131,7 +138,24 @@ class InMemoryDataModule(pl.LightningDataModule):
                 self.setup(None)
         return self.datasets[split]
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
+        trainer = self.trainer
+        if trainer is not None:
+            device = trainer.strategy.root_device
+            if wants_device_batches(self.on_device, device, trainer.world_size):
+                key = (split, str(device))
+                if key not in self._on_device:  # one copy per split and device, kept
+                    ds = self.dataset(split)
+                    self._on_device[key] = (ds.images.to(device), ds.labels.to(device))
+                images, labels = self._on_device[key]
+                return DeviceBatches(
+                    images,
+                    labels,
+                    self.batch_size,
+                    shuffle,
+                    self.seed,
+                    lambda: trainer.current_epoch,
+                )
         return DataLoader(
             self.dataset(split),
             batch_size=self.batch_size,
@@ -142,16 +166,16 @@ class InMemoryDataModule(pl.LightningDataModule):
             drop_last=False,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("val", shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("test", shuffle=False)
 
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("test", shuffle=False)
 
     def to_float(self, images: torch.Tensor) -> torch.Tensor:

@@ -254,6 +254,7 @@ class FaceMaskDataModule(InMemoryDataModule):
         seed: int = 0,
         augment: Mapping[str, Any] | None = None,
         channels_last: bool = True,
+        on_device: str | bool = "auto",
     ) -> None:
         super().__init__(
             image_size=image_size,
@@ -263,6 +264,7 @@ class FaceMaskDataModule(InMemoryDataModule):
             augment=augment,
             seed=seed,
             channels_last=channels_last,
+            on_device=on_device,
         )
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         # fail before anything else is built: a missing root is the commonest first-run error

@@ -264,6 +264,7 @@ class SyntheticFaceMaskDataModule(InMemoryDataModule):
         seed: int = 0,
         augment: Mapping[str, Any] | None = None,
         channels_last: bool = True,
+        on_device: str | bool = "auto",
     ) -> None:
         super().__init__(
             image_size=image_size,
@@ -273,6 +274,7 @@ class SyntheticFaceMaskDataModule(InMemoryDataModule):
             augment=augment,
             seed=seed,
             channels_last=channels_last,
+            on_device=on_device,
         )
         self.sizes = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
         for split, count in self.sizes.items():
