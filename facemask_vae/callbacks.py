@@ -82,9 +82,10 @@ class ImageLogger(pl.Callback):
         dm = trainer.datamodule
         images = dm.dataset("val").images[: self.n_images].to(pl_module.device)
         x = dm.to_float(images)
-        grids = image_grids(
-            pl_module, x, self.n_samples, self.interp_steps, self.seed, self.sampling_bn_batches
-        )
+        # rank 0 alone cannot run SyncBatchNorm in train mode (it waits for the other ranks)
+        sync_bn = any(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules())
+        bn_batches = 0 if sync_bn else self.sampling_bn_batches
+        grids = image_grids(pl_module, x, self.n_samples, self.interp_steps, self.seed, bn_batches)
         out_dir = Path(trainer.default_root_dir) / "images"
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, grid in grids.items():
@@ -141,10 +142,12 @@ class NonFiniteGuard(pl.Callback):
 
     def _mask_on_device(self, step: int, pl_module, terms: dict[str, torch.Tensor]) -> None:
         values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
         finite = torch.isfinite(values).all()
-        for p in pl_module.parameters():
-            if p.grad is not None:  # NaN * 0 is NaN: clear non-finite entries first
-                p.grad.nan_to_num_(0.0, 0.0, 0.0).mul_(finite)
+        if grads:  # a finite loss can still back-propagate inf or NaN: the gradients count too
+            finite = finite & torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+        for g in grads:  # a bad step's gradients become zeros; a good step's stay as they are
+            g.copy_(torch.where(finite, g, torch.zeros((), dtype=g.dtype, device=g.device)))
         f = self._flags
         if f is None:
             f = self._flags = {

@@ -99,6 +99,23 @@ def test_device_path_skips_bad_batches_without_reading_the_loss_every_step(monke
     assert guard.last_finite is not None and guard.last_finite["step"] == 5
 
 
+def test_device_path_catches_non_finite_gradients_behind_a_finite_loss():
+    model = VAE(**SMALL)
+    steps = []
+
+    class NaNGrads(pl.Callback):  # a finite loss whose backward pass yields NaN at step 2
+        def on_after_backward(self, trainer, pl_module):
+            steps.append(trainer.global_step)
+            if trainer.global_step == 2:
+                next(pl_module.parameters()).grad.fill_(float("nan"))
+
+    guard = NonFiniteGuard("skip", check_every=5)
+    with pytest.warns(UserWarning, match=r"1 step\(s\) up to step 4, the first at step 2"):
+        _trainer([NaNGrads(), guard], steps=6).fit(model, datamodule=RandomImages(batch_size=16))
+    assert guard.skipped == 1 and 2 in steps
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_same_seed_gives_identical_losses_on_cpu():
     def run():
         pl.seed_everything(7, workers=True)

@@ -156,8 +156,8 @@ def section_samples(ctx: Context) -> None:
         _put(ctx, name, head.values, "", "")
         ctx.put(name, "samples.best", str(best.setting), "best setting by domain FD")
         _put(ctx, name, best.values, "_best", " (best setting)")
-        heads.append((name, head.images[:64]))
-        bests.append((f"{name}: {best.setting}", best.images[:64]))
+        heads.append((name, head.images[:64].clone()))  # clones: the full sets can go
+        bests.append((f"{name}: {best.setting}", best.images[:64].clone()))
     ctx.tables["samples"] = rows
     _reference(ctx, fid)
     _report(ctx, rows, heads, bests, headline)

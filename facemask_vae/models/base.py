@@ -361,6 +361,9 @@ class AutoEncoderBase(pl.LightningModule):
                 self.log(f"{stage}/active_units", float(active_units(mu)), sync_dist=True)
         mus.clear()
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.sampling_stats.clear()  # the weights moved: sampling statistics are re-estimated
+
     def on_train_epoch_end(self) -> None:
         self._log_active_units("train")
 

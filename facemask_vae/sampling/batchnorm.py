@@ -76,10 +76,12 @@ def estimate_bn_stats(module: nn.Module, forward: Callable[[], Any], batches: in
         module.train(mode)
 
 
-def weights_version(module: nn.Module) -> int:
-    """A number that changes whenever a parameter of ``module`` is written in place (optimiser
-    steps, ``load_state_dict``): the tensors' autograd version counters, summed."""
-    return sum(p._version for p in module.parameters())
+def weights_version(module: nn.Module) -> tuple[tuple[int, int], ...]:
+    """What changes when a parameter of ``module`` is written (optimiser steps,
+    ``load_state_dict``) or replaced (``assign=True``): each tensor's storage and autograd
+    version counter. Fused optimisers do not bump the counters; the LightningModule also drops
+    the cache after every training batch."""
+    return tuple((p.data_ptr(), p._version) for p in module.parameters())
 
 
 class SamplingStats:
@@ -90,7 +92,7 @@ class SamplingStats:
     """
 
     def __init__(self) -> None:
-        self._cache: dict[Any, tuple[int, Any, Buffers]] = {}
+        self._cache: dict[Any, tuple[Any, Any, Buffers]] = {}
 
     def __len__(self) -> int:
         return len(self._cache)

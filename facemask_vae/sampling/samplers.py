@@ -80,7 +80,11 @@ class GaussianMixtureSampler(LatentSampler):
             k = torch.zeros(n, dtype=torch.long, device=eps.device)
         else:
             k = torch.multinomial(weights, n, replacement=True, generator=generator)
-        return means[k] + temperature * torch.einsum("nij,nj->ni", chols[k], eps)
+        z = torch.empty_like(eps)
+        for c in k.unique():  # per component: never an n x D x D tensor
+            rows = (k == c).nonzero().squeeze(1)
+            z[rows] = means[c] + temperature * eps[rows] @ chols[c].T
+        return z
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(components={len(self.weights)}, dim={self.dim})"
@@ -88,7 +92,7 @@ class GaussianMixtureSampler(LatentSampler):
 
 def fit_gaussian(z: torch.Tensor) -> GaussianMixtureSampler:
     """A full-covariance Gaussian fitted to latents ``z`` (N x D) by maximum likelihood."""
-    z = z.double()
+    z = z.detach().double().cpu()
     mean, cov = z.mean(0), torch.cov(z.T).reshape(z.shape[1], -1)
     jitter = 1e-6 * cov.diagonal().mean().clamp(min=1e-12)  # a flat direction stays factorable
     chol = torch.linalg.cholesky(cov + jitter * torch.eye(len(mean), dtype=cov.dtype))
