@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 
 import hydra
 import pytest
 import torch
-from helpers import TINY, compose_config, run_script
+from helpers import compose_config
 
 from facemask_vae import metrics as M
 from facemask_vae import report as R
 from facemask_vae.annealing import Linear
-from facemask_vae.checkpoints import CheckpointError, find_checkpoint, load_run, unique_names
+from facemask_vae.checkpoints import load_run
 from facemask_vae.curves import read_curves
 from facemask_vae.evaluation import (
     REFERENCE,
@@ -32,11 +30,7 @@ from facemask_vae.evaluation import (
 from facemask_vae.fid import InceptionFeatures, inception_weights
 from facemask_vae.iwae import importance_log_weights
 from facemask_vae.models import VAE
-from facemask_vae.training import train
 
-#: a few hundred 32 px synthetic faces and a small network (the helpers' TINY without its
-#: trainer switches, which the trainer config group may or may not have)
-TINY_RUN = [o for o in TINY if not o.startswith(("trainer.enable", "callbacks."))]
 FIGURES = {
     "reconstructions.png",
     "samples.png",
@@ -47,55 +41,6 @@ FIGURES = {
     "swap.png",
     "shifts.png",
 }
-#: small but complete: every section runs, in a few seconds
-EVAL_ARGS = [
-    "fid=false",
-    "n_samples=96",
-    "samplers=[prior,gmm]",
-    "temperatures=[1.0,0.7]",
-    "sampling_bn=[false,true]",
-    "gmm_components=2",
-    "iwae_k=4",
-    "iwae_images=16",
-    "n_pairs=8",
-    "n_show_pairs=2",
-    "interp_steps=5",
-    "probe_train_max=128",
-    "shifts=[zoom_out,grayscale]",
-    "cnn_epochs=1",
-    "batch_size=64",
-]
-
-
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """A U-Net VAE (linear annealing) and an AE, one epoch each on 32 px synthetic faces."""
-    base = tmp_path_factory.mktemp("runs")
-    out = {}
-    for model in ("vae_unet", "ae"):
-        cfg = compose_config(
-            [*TINY_RUN, f"model={model}", "anneal=linear", "trainer.max_epochs=2", "test=false"],
-            base / model,
-        )
-        train(cfg)
-        out[model] = base / model
-    return out
-
-
-@pytest.fixture(scope="session")
-def evaluated(runs, tmp_path_factory) -> tuple[Path, list[str]]:
-    """eval.py on both runs, as a user would call it; returns the output dir and the args."""
-    out = tmp_path_factory.mktemp("eval")
-    cache = tmp_path_factory.mktemp("cache")
-    args = [
-        f"runs=[{runs['vae_unet']},{runs['ae']}]",
-        *EVAL_ARGS,
-        f"cache_dir={cache}",
-        f"hydra.run.dir={out}",
-    ]
-    proc = run_script("eval.py", args, cwd=tmp_path_factory.mktemp("cwd"), timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, args
 
 
 def _numbers(tree):
@@ -312,109 +257,12 @@ def test_a_later_section_runs_alone_with_the_numbers_of_the_full_run(
 # ---- checkpoints -------------------------------------------------------------------------------
 
 
-def test_a_run_directory_resolves_to_its_best_checkpoint(runs):
-    run_dir, ckpt = find_checkpoint(runs["vae_unet"])
-    assert run_dir == runs["vae_unet"] and ckpt.name.startswith("epoch")
-    loaded = load_run(runs["vae_unet"])
-    assert loaded.name == "vae_unet-linear" and not loaded.model.training
-    assert load_run(ckpt).name == "vae_unet-linear"  # a checkpoint inside a run dir works too
-
-
-def _fake_run(src: Path, dst: Path, payload: bytes | None = None, obj=None) -> Path:
-    """A copy of a run dir's config with a replaced best checkpoint."""
-    (dst / "checkpoints").mkdir(parents=True)
-    shutil.copy(src / "config.yaml", dst / "config.yaml")
-    ckpt = dst / "checkpoints" / "epoch000.ckpt"
-    if payload is not None:
-        ckpt.write_bytes(payload)
-    else:
-        torch.save(obj, ckpt)
-    return ckpt
-
-
-class _NotAllowed:
-    pass
-
-
-@pytest.mark.parametrize(
-    ("kind", "message"),
-    [
-        ("random_bytes", "not a readable PyTorch checkpoint"),
-        ("no_state_dict", "no 'state_dict'"),
-        ("unsafe_pickle", "not a readable PyTorch checkpoint"),
-        ("unrelated_model", "do not build a VAE"),
-        ("other_weights", "weights are not those of a VAE"),
-        ("ae_weights_vae_config", "weights do not fit"),
-    ],
-)
-def test_a_wrong_checkpoint_fails_clearly(runs, tmp_path, kind, message):
-    src = runs["vae_unet"]
-    dst = tmp_path / kind
-    if kind == "random_bytes":
-        ckpt = _fake_run(src, dst, payload=os.urandom(4096))
-    elif kind == "no_state_dict":
-        ckpt = _fake_run(src, dst, obj={"weights": torch.zeros(3)})
-    elif kind == "unsafe_pickle":
-        ckpt = _fake_run(src, dst, obj={"state_dict": {}, "extra": _NotAllowed()})
-    elif kind == "unrelated_model":
-        lin = torch.nn.Linear(3, 2)
-        hp = {"in_features": 3, "out_features": 2}
-        ckpt = _fake_run(src, dst, obj={"state_dict": lin.state_dict(), "hyper_parameters": hp})
-    elif kind == "other_weights":
-        real = torch.load(find_checkpoint(src)[1], map_location="cpu", weights_only=True)
-        real["state_dict"] = torch.nn.Linear(3, 2).state_dict()
-        ckpt = _fake_run(src, dst, obj=real)
-    else:  # the AE's checkpoint inside a run dir whose config says VAE
-        ae_ckpt = torch.load(find_checkpoint(runs["ae"])[1], map_location="cpu", weights_only=True)
-        ckpt = _fake_run(src, dst, obj=ae_ckpt)
-    with pytest.raises(CheckpointError, match=message) as err:
-        load_run(dst)
-    assert str(ckpt) in str(err.value)  # the message names the file
-
-
-def test_missing_paths_fail_clearly(tmp_path):
-    with pytest.raises(CheckpointError, match="no such run directory"):
-        load_run(tmp_path / "nope")
-    with pytest.raises(CheckpointError, match="no checkpoints/"):
-        load_run(tmp_path)
-
-
-def test_eval_py_prints_a_bad_checkpoint_without_a_traceback(runs, tmp_path):
-    bad = tmp_path / "bad.ckpt"
-    bad.write_bytes(b"this is not a checkpoint")
-    proc = run_script(
-        "eval.py", [f"runs=[{bad}]", f"hydra.run.dir={tmp_path / 'out'}"], tmp_path, timeout=300
-    )
-    assert proc.returncode == 1
-    assert "Error:" in proc.stderr and str(bad) in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
-# ---- the pieces ---------------------------------------------------------------------------------
-
-
 def _tiny_unet() -> VAE:
     torch.manual_seed(0)
     m = VAE(image_size=32, widths=[8, 16, 16], latent_dim=8, skip="variational").eval()
     for level in m.decoder.ladder:  # move the posteriors off their priors: non-zero skip KLs
         torch.nn.init.normal_(level.posterior[-1].weight, std=0.05)
     return m
-
-
-def test_runs_sharing_a_name_are_told_apart_by_their_directories():
-    # experiment=resnet_blocks and no_augment both train "vae_unet-linear": the report's columns
-    # must say which is which, not "vae_unet-linear#2"
-    names = ["ae", "vae_unet-linear", "vae_unet-linear", "vae_unet-linear"]
-    dirs = [Path("s/0_ae"), Path("s/2_vae_unet-linear"), Path("arch/resnet_blocks"), None]
-    assert unique_names(names[:3], dirs[:3]) == ["ae", "2_vae_unet-linear", "resnet_blocks"]
-    # a run given as a bare checkpoint has no directory to go by: numbered instead
-    assert unique_names(names, dirs) == [
-        "ae",
-        *["vae_unet-linear", "vae_unet-linear#2"],
-        "vae_unet-linear#3",
-    ]
-    # the same directory name twice (seed42/0_ae, seed1/0_ae): numbered
-    assert unique_names(["ae", "ae"], [Path("seed42/0_ae"), Path("seed1/0_ae")]) == ["ae", "ae#2"]
 
 
 def test_iwae_bound_is_at_least_the_elbo_on_a_tiny_model():

@@ -1,0 +1,64 @@
+"""Session fixtures shared by the evaluation and checkpoint tests: two tiny trained runs and one
+eval.py report on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import TINY, compose_config, run_script
+
+from facemask_vae.training import train
+
+#: a few hundred 32 px synthetic faces and a small network (the helpers' TINY without its
+#: trainer switches, which the trainer config group may or may not have)
+TINY_RUN = [o for o in TINY if not o.startswith(("trainer.enable", "callbacks."))]
+#: small but complete: every section runs, in a few seconds
+EVAL_ARGS = [
+    "fid=false",
+    "n_samples=96",
+    "samplers=[prior,gmm]",
+    "temperatures=[1.0,0.7]",
+    "sampling_bn=[false,true]",
+    "gmm_components=2",
+    "iwae_k=4",
+    "iwae_images=16",
+    "n_pairs=8",
+    "n_show_pairs=2",
+    "interp_steps=5",
+    "probe_train_max=128",
+    "shifts=[zoom_out,grayscale]",
+    "cnn_epochs=1",
+    "batch_size=64",
+]
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A U-Net VAE (linear annealing) and an AE, one epoch each on 32 px synthetic faces."""
+    base = tmp_path_factory.mktemp("runs")
+    out = {}
+    for model in ("vae_unet", "ae"):
+        cfg = compose_config(
+            [*TINY_RUN, f"model={model}", "anneal=linear", "trainer.max_epochs=2", "test=false"],
+            base / model,
+        )
+        train(cfg)
+        out[model] = base / model
+    return out
+
+
+@pytest.fixture(scope="session")
+def evaluated(runs, tmp_path_factory) -> tuple[Path, list[str]]:
+    """eval.py on both runs, as a user would call it; returns the output dir and the args."""
+    out = tmp_path_factory.mktemp("eval")
+    cache = tmp_path_factory.mktemp("cache")
+    args = [
+        f"runs=[{runs['vae_unet']},{runs['ae']}]",
+        *EVAL_ARGS,
+        f"cache_dir={cache}",
+        f"hydra.run.dir={out}",
+    ]
+    proc = run_script("eval.py", args, cwd=tmp_path_factory.mktemp("cwd"), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, args
