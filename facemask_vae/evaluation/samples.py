@@ -147,8 +147,6 @@ def section_samples(ctx: Context) -> None:
                 head = cur
             if best is None or cur.values["fd_cnn"] < best.values["fd_cnn"]:
                 best = cur
-            if cur is not head and cur is not best:
-                cur.images = cur.images[:0]  # keep only the sets the figures and FID need
         assert head is not None and best is not None
         if fid is not None and "best" in which and "fid" not in best.values:
             best.values |= fid(best.images, f"{name}: {best.setting}")
