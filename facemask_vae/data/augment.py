@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 
 class BatchAugment:
-    """Horizontal flip, light colour jitter and random resized crop on an N x 3 x H x W batch.
+    """Horizontal flip, light colour jitter, random resized crop and zoom-out on N x 3 x H x W.
 
     Args:
         hflip: probability of a horizontal flip per image (0 disables).
@@ -20,6 +20,10 @@ class BatchAugment:
             from [1 - s, 1 + s] per image (0 disables).
         random_resized_crop: minimum area fraction of the crop in (0, 1]; the crop is resized back
             to the full image (None or 1 disables).
+        zoom_out: minimum scale in (0, 1] at which an image is shrunk into its frame, at a random
+            position, on a flat backdrop of its mean border colour: a wider framing of the same
+            face (None or 1 disables). The scale is drawn from [zoom_out, 1] per image.
+        zoom_out_p: probability that an image is zoomed out at all.
     """
 
     def __init__(
@@ -27,6 +31,8 @@ class BatchAugment:
         hflip: float = 0.5,
         color_jitter: float = 0.0,
         random_resized_crop: float | None = None,
+        zoom_out: float | None = None,
+        zoom_out_p: float = 0.5,
     ) -> None:
         if not 0.0 <= hflip <= 1.0:
             raise ValueError(f"data.augment.hflip is a probability in [0, 1], got {hflip}")
@@ -36,13 +42,26 @@ class BatchAugment:
             raise ValueError(
                 f"data.augment.random_resized_crop is a minimum area in (0, 1], got {random_resized_crop}"
             )
+        if zoom_out is not None and not 0.0 < zoom_out <= 1.0:
+            raise ValueError(f"data.augment.zoom_out is a minimum scale in (0, 1], got {zoom_out}")
+        if not 0.0 <= zoom_out_p <= 1.0:
+            raise ValueError(
+                f"data.augment.zoom_out_p is a probability in [0, 1], got {zoom_out_p}"
+            )
         self.hflip = float(hflip)
         self.color_jitter = float(color_jitter)
         self.min_area = None if random_resized_crop in (None, 1.0) else float(random_resized_crop)
+        self.min_scale = None if zoom_out in (None, 1.0) or zoom_out_p == 0 else float(zoom_out)
+        self.zoom_out_p = float(zoom_out_p)
 
     @property
     def enabled(self) -> bool:
-        return self.hflip > 0 or self.color_jitter > 0 or self.min_area is not None
+        return (
+            self.hflip > 0
+            or self.color_jitter > 0
+            or self.min_area is not None
+            or self.min_scale is not None
+        )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
@@ -50,6 +69,8 @@ class BatchAugment:
         n = x.shape[0]
         if self.min_area is not None:
             x = self._random_resized_crop(x)
+        if self.min_scale is not None:
+            x = self._zoom_out(x)
         if self.hflip > 0:
             flip = torch.rand(n, device=x.device) < self.hflip
             x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
@@ -89,3 +110,35 @@ class BatchAugment:
             if x.is_contiguous(memory_format=torch.channels_last)
             else out
         )
+
+    def _zoom_out(self, x: torch.Tensor) -> torch.Tensor:
+        """Each chosen image shrunk (antialiased) to ``s`` of its side and pasted at a random
+        position on its mean border colour; the others pass through unchanged.
+
+        The scales and positions are drawn on the CPU so that grouping by output size needs no
+        device sync; one ``interpolate`` runs per distinct size (at most ~S/2 of them).
+        """
+        n, _, h, w = x.shape
+        chosen = torch.rand(n) < self.zoom_out_p
+        scale = torch.empty(n).uniform_(self.min_scale, 1.0)
+        sizes = torch.where(chosen, (scale * h).round().clamp(1, h).long(), h)
+        if bool((sizes == h).all()):
+            return x
+        ring = torch.cat(
+            [x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1
+        )  # N x 3 x (2W + 2H - 4): the outermost ring of pixels
+        out = x.clone()
+        for size in sizes.unique().tolist():
+            if size == h:
+                continue
+            idx = (sizes == size).nonzero().squeeze(1)
+            sh, sw = size, max(1, round(w * size / h))
+            small = F.interpolate(
+                x[idx.to(x.device)], size=(sh, sw), mode="bilinear", antialias=True
+            )
+            tops = (torch.rand(len(idx)) * (h - sh + 1)).long().tolist()
+            lefts = (torch.rand(len(idx)) * (w - sw + 1)).long().tolist()
+            for j, (i, top, left) in enumerate(zip(idx.tolist(), tops, lefts, strict=True)):
+                out[i] = ring[i].mean(-1)[:, None, None]
+                out[i, :, top : top + sh, left : left + sw] = small[j]
+        return out
