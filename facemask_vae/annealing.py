@@ -112,6 +112,8 @@ class PIController:
 
     beta = P / (1 + exp(e)) - I + beta_min, where e = target - KL, and the integral term I
     accumulates e (clamped, anti-windup). A KL above the target raises beta, below lowers it.
+    Anti-windup: I does not integrate while beta is saturated and the error would push it further
+    out of its range, but does when the error turns, so a saturated beta comes back.
     """
 
     def __init__(
@@ -136,8 +138,12 @@ class PIController:
         error = self.target_kl - kl
         p = self.kp / (1.0 + math.exp(min(max(error, -700.0), 700.0)))
         beta = p - self.integral + self.beta_min
-        # anti-windup: integrate only while beta is inside its range
-        if self.beta_min <= beta <= self.beta_max:
+        # anti-windup (conditional integration): a positive error raises I and so lowers beta;
+        # integrate unless beta is already past a bound and the error pushes it further past it
+        # (integrating only inside the range would freeze I, and beta, once beta saturates)
+        saturated_high = beta > self.beta_max and error <= 0
+        saturated_low = beta < self.beta_min and error >= 0
+        if not (saturated_high or saturated_low):
             self.integral += self.ki * error
         self.beta = min(max(beta, self.beta_min), self.beta_max)
         return self.beta

@@ -1,6 +1,7 @@
 """Each schedule's values at known steps, the callback, the PI controller and resume."""
 
 import math
+import warnings
 
 import pytest
 import pytorch_lightning as pl
@@ -14,6 +15,7 @@ from facemask_vae.annealing import (
     Linear,
     PIController,
     Sigmoid,
+    steps_from_epochs,
 )
 
 
@@ -46,22 +48,52 @@ def test_cyclic_ramps_then_holds_in_every_cycle():
     )
 
 
+def test_linear_warmup_starts_at_beta_min():
+    s = Linear(warmup_steps=100, beta_min=0.5, beta_max=2.5)
+    assert [s(0), s(50), s(100), s(500)] == [0.5, 1.5, 2.5, 2.5]
+
+
+def test_cyclic_holds_beta_max_from_the_last_step_on():
+    # step == total_steps is the start of a fifth cycle by the modulo, but the run is over:
+    # beta stays at the top of the fourth cycle's ramp
+    s = Cyclic(n_cycles=4, ratio=0.5, beta_max=2.0)
+    assert [s(399, 400), s(400, 400), s(450, 400)] == [2.0, 2.0, 2.0]
+
+
+# each message names the setting to fix
 @pytest.mark.parametrize(
-    "make",
+    ("make", "match"),
     [
-        lambda: Cyclic(n_cycles=0),
-        lambda: Cyclic(ratio=0.0),
-        lambda: Cyclic(ratio=1.5),
-        lambda: Constant(-1.0),
-        lambda: Constant(float("nan")),
-        lambda: Linear(beta_max=float("inf")),
-        lambda: Sigmoid(steepness=0.0),
-        lambda: KLAnnealing(kind="exponential"),
+        (lambda: Cyclic(n_cycles=0), "anneal.n_cycles"),
+        (lambda: Cyclic(ratio=0.0), "anneal.ratio"),
+        (lambda: Cyclic(ratio=1.5), "anneal.ratio"),
+        (lambda: Cyclic(beta_max=-1.0), "anneal.beta_max"),
+        (lambda: Cyclic(ramp="exp"), "anneal.ramp must be 'linear' or 'cosine'"),
+        (lambda: Cyclic()(0, None), "total number of steps"),
+        (lambda: Constant(-1.0), r"anneal\.beta must"),
+        (lambda: Constant(float("nan")), r"anneal\.beta must"),
+        (lambda: Linear(beta_min=-0.1), "anneal.beta_min"),
+        (lambda: Linear(beta_max=float("inf")), "anneal.beta_max"),
+        (lambda: Linear(warmup_steps=-1), "anneal.warmup_steps"),
+        (lambda: Sigmoid(beta_max=-1.0), "anneal.beta_max"),
+        (lambda: Sigmoid(steepness=0.0), "anneal.steepness"),
+        (lambda: KLAnnealing(kind="exponential"), "anneal.kind"),
+        (lambda: PIController(target_kl=0.0), "anneal.target_kl"),
+        (lambda: PIController(target_kl=float("inf")), "anneal.target_kl"),
+        (lambda: PIController(target_kl=10.0, beta_min=-1.0), "anneal.beta_min"),
+        (lambda: PIController(target_kl=10.0, beta_max=-1.0), "anneal.beta_max"),
+        (lambda: PIController(target_kl=10.0, beta_init=-1.0), "anneal.beta_init"),
+        (lambda: ControlledKLAnnealing(target_kl=10.0, period=0), "anneal.period"),
     ],
 )
-def test_invalid_schedules_are_refused(make):
-    with pytest.raises(ValueError, match="anneal"):
+def test_invalid_schedules_are_refused(make, match):
+    with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_smallest_valid_settings_are_accepted():
+    assert PIController(target_kl=0.5).target_kl == 0.5
+    assert ControlledKLAnnealing(target_kl=10.0, period=1).period == 1
 
 
 def test_pi_controller_raises_beta_when_kl_is_above_target_and_lowers_it_below():
@@ -79,6 +111,59 @@ def test_pi_controller_raises_beta_when_kl_is_above_target_and_lowers_it_below()
     clone = PIController(target_kl=10.0, kp=0.5, ki=0.01)
     clone.load_state_dict(state)
     assert clone.update(5.0) == down.update(5.0)
+
+
+def test_pi_controller_steps_with_its_default_gains():
+    # defaults kp = 0.01, ki = 1e-4, beta in [0, 1] from 0. A KL 1000 nats above the target
+    # saturates the P term at kp; the I term adds ki * 1000 = 0.1 per reading
+    c = PIController(target_kl=10.0)
+    assert c.beta == 0.0
+    betas = [c.update(1010.0) for _ in range(12)]
+    expected = [0.01 + 0.1 * n for n in range(10)] + [1.0, 1.0]  # 1.01 is clipped to beta_max
+    assert betas == pytest.approx(expected)
+
+
+def test_pi_controller_p_term_is_half_the_gain_at_the_target():
+    # e = 0: P = kp / (1 + e^0) = kp / 2, on top of beta_min; the integral does not move
+    c = PIController(target_kl=10.0, kp=0.2, ki=0.5, beta_min=0.1)
+    assert [c.update(10.0), c.update(10.0)] == pytest.approx([0.2, 0.2])
+    assert c.integral == 0.0
+
+
+def test_pi_controller_integrates_on_both_bounds_of_beta():
+    # no P term: beta = beta_min - I, with I += ki * (target - KL) = -0.5 per reading
+    c = PIController(target_kl=10.0, kp=0.0, ki=0.1, beta_min=0.0, beta_max=1.0)
+    betas = [c.update(15.0) for _ in range(4)]
+    # beta = 0 (= beta_min) and beta = 1 (= beta_max) still integrate; 1.5 is past the top
+    assert betas == [0.0, 0.5, 1.0, 1.0]
+    assert c.integral == pytest.approx(-1.5)
+    c.update(9.5)  # past the top, but a KL below the target brings beta back: integrate
+    assert c.integral == pytest.approx(-1.45)
+    low = PIController(target_kl=10.0, kp=0.0, ki=0.1)
+    assert [low.update(5.0), low.update(5.0)] == [0.0, 0.0]
+    assert low.integral == pytest.approx(0.5)  # integrated at beta = 0, not below it
+    low.update(9.5)  # below the bottom and pushed further down: hold
+    assert low.integral == pytest.approx(0.5)
+
+
+def test_pi_controller_saturated_at_beta_max_comes_back_when_the_kl_drops():
+    # the integral winds past beta_max while the KL is far above the target; once the KL is
+    # below the target, beta must come down (regression: the integral froze while beta sat at
+    # beta_max, so beta stayed there for the rest of the run)
+    c = PIController(target_kl=100.0, kp=0.01, ki=0.0001)
+    for _ in range(200):
+        c.update(1000.0)
+    assert c.beta == 1.0
+    betas = [c.update(50.0) for _ in range(400)]
+    assert betas[-1] == 0.0 and betas == sorted(betas, reverse=True)
+    # and symmetrically from beta_min: a KL above the target raises it again
+    betas = [c.update(150.0) for _ in range(400)]
+    assert betas[-1] > 0.5
+
+
+def test_steps_from_epochs():
+    assert steps_from_epochs(None, 50) is None
+    assert steps_from_epochs(2.5, 10) == 25 and steps_from_epochs(0.26, 10) == 3
 
 
 class _Module:
@@ -170,3 +255,55 @@ def test_lengths_in_epochs_become_steps_for_the_run():
     assert linear.warmup_steps == 20 and linear(10) == pytest.approx(0.5)
     sigmoid = KLAnnealing(kind="sigmoid", center_epochs=3, steepness=0.02).schedule_for(79)
     assert sigmoid.center == 237 and sigmoid(237) == pytest.approx(0.5)
+
+
+def test_callback_defaults_to_a_linear_warmup_named_after_its_schedule():
+    cb = KLAnnealing()
+    assert isinstance(cb.schedule, Linear) and cb.beta_at(500) == 0.5  # 1000 warm-up steps
+    assert cb.state_dict() == {"name": "linear"}
+    assert KLAnnealing(kind="constant", beta=4.0, name="beta4").state_dict() == {"name": "beta4"}
+
+
+def test_callback_without_epoch_lengths_runs_on_an_iterable_of_unknown_length():
+    cb = KLAnnealing(kind="linear", warmup_steps=100)
+    m = _Module()
+    cb.on_fit_start(_Trainer(50, per_epoch=float("inf")), m)
+    assert m.beta == 0.5
+    with_epochs = KLAnnealing(kind="linear", warmup_epochs=1)
+    with pytest.raises(ValueError, match="finite number of batches"):
+        with_epochs.on_fit_start(_Trainer(0, per_epoch=float("inf")), m)
+
+
+def test_epoch_lengths_with_a_single_batch_per_epoch():
+    cb = KLAnnealing(kind="linear", warmup_epochs=3)
+    cb.on_fit_start(_Trainer(0, per_epoch=1), _Module())
+    assert cb.schedule.warmup_steps == 3
+
+
+def test_an_epoch_length_applies_only_to_the_schedule_that_has_it():
+    linear = KLAnnealing(kind="linear", center_epochs=2, warmup_steps=50).schedule_for(10)
+    assert linear.warmup_steps == 50
+    sigmoid = KLAnnealing(kind="sigmoid", warmup_epochs=2, center=300).schedule_for(10)
+    assert sigmoid.center == 300
+
+
+def test_controlled_callback_defaults():
+    cb = ControlledKLAnnealing(target_kl=10.0, kp=0.5, ki=0.01, beta_init=0.25)
+    assert cb.kind == "controlled" and cb.state_dict()["name"] == "controlled"
+    m = _Module()
+    cb.on_fit_start(_LoggingTrainer(50.0), m)
+    assert m.beta == 0.25  # set before the first batch (e.g. for the sanity check)
+    seen = _drive(cb, _LoggingTrainer(50.0), m, 25)
+    # the KL is read every 10 steps by default
+    assert [i for i in range(1, 25) if seen[i] != seen[i - 1]] == [10, 20]
+
+
+def test_controlled_callback_warns_once_and_skips_a_non_finite_kl():
+    cb = ControlledKLAnnealing(target_kl=10.0, period=1, beta_init=0.5)
+    m = _Module()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _drive(cb, _LoggingTrainer(50.0, key="other"), m, 5)
+        _drive(cb, _LoggingTrainer(float("nan")), m, 5)
+    assert len(caught) == 1 and "train/kl_step" in str(caught[0].message)
+    assert cb.controller.beta == 0.5  # a NaN KL is not fed to the controller
