@@ -19,6 +19,7 @@ EVAL_ARGS = [
     "n_samples=96",
     "samplers=[prior,gmm]",
     "temperatures=[1.0,0.7]",
+    "skip_temperatures=[null,0.5]",
     "sampling_bn=[false,true]",
     "gmm_components=2",
     "iwae_k=4",

@@ -111,7 +111,11 @@ def test_every_number_in_metrics_json_is_finite(evaluated):
     assert {"samples.fd_cnn", "samples.fd_cnn_best", "samples.best"} <= set(ae)
     # the best setting is the one with the lowest domain FD in the table of every setting
     table = doc["tables"]["samples"]
-    assert len(table) == 2 * 2 * 2 * 2  # models x samplers x temperatures x BN statistics
+    # samplers x temperatures x BN statistics, x 2 skip temperatures for the U-Net VAE only
+    assert len(table) == 2 * 2 * 2 * 2 + 2 * 2 * 2
+    unet_skip_ts = {r["skip_temperature"] for r in table if r["model"] == "vae_unet-linear"}
+    assert unet_skip_ts == {None, 0.5}
+    assert {r["skip_temperature"] for r in table if r["model"] == "ae"} == {None}
     for col in ("ae", "vae_unet-linear"):
         rows = [r for r in table if r["model"] == col]
         best = min(rows, key=lambda r: r["fd_cnn"])
@@ -119,7 +123,8 @@ def test_every_number_in_metrics_json_is_finite(evaluated):
         head = next(
             r
             for r in rows
-            if (r["sampler"], r["temperature"], r["sampling_bn"]) == ("prior", 1.0, True)
+            if (r["sampler"], r["temperature"], r["skip_temperature"], r["sampling_bn"])
+            == ("prior", 1.0, None, True)
         )
         assert values[col]["samples.fd_cnn"] == head["fd_cnn"]
     assert {"probe.cnn.accuracy", "probe.logreg.accuracy", "samples.fd_cnn"} <= set(ref)

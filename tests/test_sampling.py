@@ -154,6 +154,33 @@ def test_temperature_reaches_every_level_of_the_unet_vae():
     assert not torch.allclose(warm, means, atol=1e-3)
 
 
+def test_skip_temperature_scales_the_skip_levels_alone():
+    m = _small(skip="variational")
+    for level in m.decoder.ladder:
+        nn.init.normal_(level.prior.weight, std=0.3)
+        nn.init.constant_(level.prior.bias, 0.5)
+    means = m.decode(torch.zeros(3, 8))  # every level at its prior mean
+
+    def draw(seed: int, **kw) -> torch.Tensor:
+        return m.sample(3, generator=_gen(seed), sampling_bn=False, **kw)
+
+    # top at T 0 (z = 0): only the skip levels can vary, and only at a skip temperature > 0
+    assert torch.allclose(draw(1, temperature=0.0, skip_temperature=0.0), means, atol=1e-5)
+    assert not torch.allclose(draw(1, temperature=0.0, skip_temperature=1.0), means, atol=1e-3)
+    # skips at their means: the top latent alone decides, and it follows its own temperature
+    a, b = (
+        draw(1, temperature=1.0, skip_temperature=0.0),
+        draw(2, temperature=1.0, skip_temperature=0.0),
+    )
+    assert not torch.allclose(a, b, atol=1e-3)
+    z = PriorSampler(8).draw(3, 1.0, _gen(1))
+    assert torch.allclose(a, m.decode(z), atol=1e-5)
+    # None means "the top's temperature", the behaviour before skip temperatures existed
+    torch.testing.assert_close(
+        draw(3, temperature=0.7), draw(3, temperature=0.7, skip_temperature=0.7)
+    )
+
+
 def test_fitted_sampler_drives_the_decoder():
     m = _small()
     s = fit_gaussian(torch.randn(200, 8) * 0.01 + 3.0)  # nearly a point at z = 3

@@ -22,15 +22,18 @@ from facemask_vae.sampling import SAMPLERS, LatentSampler, make_sampler
 
 @dataclass(frozen=True)
 class Setting:
-    """How a sample set is drawn: the top-latent sampler, the temperature, the BN statistics."""
+    """How a sample set is drawn: the top-latent sampler, its temperature, the skip levels'
+    temperature (None: the same), the BN statistics."""
 
     sampler: str
     temperature: float
     sampling_bn: bool
+    skip_temperature: float | None = None
 
     def __str__(self) -> str:
+        skips = "" if self.skip_temperature is None else f", skips T {self.skip_temperature:g}"
         bn = "" if self.sampling_bn else ", training BN"
-        return f"{self.sampler}, T {self.temperature:g}{bn}"
+        return f"{self.sampler}, T {self.temperature:g}{skips}{bn}"
 
 
 @dataclass
@@ -45,16 +48,21 @@ def settings(cfg: Any) -> tuple[list[Setting], Setting]:
     samplers, temps = list(cfg.samplers), [float(t) for t in cfg.temperatures]
     bns = cfg.sampling_bn if not isinstance(cfg.sampling_bn, bool) else [cfg.sampling_bn]
     bns = [bool(b) for b in bns]
+    skip_temps = [None if t is None else float(t) for t in cfg.get("skip_temperatures", [None])]
     bad = [s for s in samplers if s not in SAMPLERS]
-    if bad or not samplers or not temps or not bns or min(temps) < 0:
+    bad_skips = not skip_temps or any(t is not None and t < 0 for t in skip_temps)
+    if bad or not samplers or not temps or not bns or min(temps) < 0 or bad_skips:
         raise ConfigError(
             f"samplers must be a non-empty subset of {list(SAMPLERS)} (got {samplers}), "
-            f"temperatures a non-empty list of numbers >= 0 (got {temps}) and sampling_bn a "
+            f"temperatures a non-empty list of numbers >= 0 (got {temps}), skip_temperatures "
+            f"a non-empty list of numbers >= 0 or null (got {skip_temps}) and sampling_bn a "
             f"bool or a list of them (got {bns}); e.g. samplers=[prior,gmm] "
-            "temperatures=[1.0,0.7] sampling_bn=[false,true]"
+            "temperatures=[1.0,0.7] skip_temperatures=[null,0.5] sampling_bn=[false,true]"
         )
     headline = Setting("prior", 1.0, bns[-1])
-    grid = [Setting(s, t, b) for s, t, b in itertools.product(samplers, temps, bns)]
+    grid = [
+        Setting(s, t, b, st) for s, t, st, b in itertools.product(samplers, temps, skip_temps, bns)
+    ]
     return [headline, *(s for s in grid if s != headline)], headline
 
 
@@ -93,6 +101,7 @@ def _draw(ctx: Context, i: int, sampler: LatentSampler, s: Setting) -> torch.Ten
                 temperature=s.temperature,
                 sampler=sampler,
                 sampling_bn=s.sampling_bn,
+                skip_temperature=s.skip_temperature,
             ).cpu()
             for b in _batches(n, ctx.bs, f"{ctx.names[i]}: {s}")
         ]
@@ -137,7 +146,10 @@ def section_samples(ctx: Context) -> None:
         samplers = fitted_samplers(ctx, i, sorted({s.sampler for s in grid}))
         best: SampleSet | None = None
         head: SampleSet | None = None
-        for s in grid:
+        # a skip temperature only changes models with skip latents: the others draw each set once
+        has_skips = len(ctx.runs[i].model.latent_sizes) > 1
+        model_grid = [s for s in grid if has_skips or s.skip_temperature is None]
+        for s in model_grid:
             images = _draw(ctx, i, samplers[s.sampler], s)
             cur = SampleSet(s, images, _cnn_metrics(ctx, images))
             if fid is not None and ("all" in which or (s == headline and "headline" in which)):
@@ -150,7 +162,7 @@ def section_samples(ctx: Context) -> None:
         assert head is not None and best is not None
         if fid is not None and "best" in which and "fid" not in best.values:
             best.values |= fid(best.images, f"{name}: {best.setting}")
-            rows[-len(grid) + grid.index(best.setting)] |= best.values
+            rows[-len(model_grid) + model_grid.index(best.setting)] |= best.values
         _put(ctx, name, head.values, "", "")
         ctx.put(name, "samples.best", str(best.setting), "best setting by domain FD")
         _put(ctx, name, best.values, "_best", " (best setting)")
@@ -217,11 +229,16 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
         8,
     )
     has_fid = any("fid" in r for r in rows)
-    head = "| model | sampler | T | BN statistics | domain FD | confident | with mask |"
+    has_skip_t = any(r["skip_temperature"] is not None for r in rows)
+    head = "| model | sampler | T |" + (" skips T |" if has_skip_t else "")
+    head += " BN statistics | domain FD | confident | with mask |"
     head += " FID | KID |" if has_fid else ""
-    lines = [head, "|---|---|---:|---|---:|---:|---:|" + ("---:|---:|" if has_fid else "")]
+    rule = "|---|---|---:|" + ("---:|" if has_skip_t else "") + "---|---:|---:|---:|"
+    lines = [head, rule + ("---:|---:|" if has_fid else "")]
     for r in rows:
         cells = [r["model"], r["sampler"], r["temperature"]]
+        skip_t = r["temperature"] if r["skip_temperature"] is None else r["skip_temperature"]
+        cells += [skip_t] if has_skip_t else []
         cells += ["sampling" if r["sampling_bn"] else "training"]
         cells += [r["fd_cnn"], r["confident"], r["mask_share"]]
         cells += [r.get("fid"), r.get("kid")] if has_fid else []

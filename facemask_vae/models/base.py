@@ -207,9 +207,11 @@ class AutoEncoderBase(pl.LightningModule):
         sampler: LatentSampler | None = None,
         sampling_bn: bool = True,
         bn_batches: int | None = None,
+        skip_temperature: float | None = None,
     ) -> torch.Tensor:
         """n images (n x 3 x S x S, means of p(x|z) in [0, 1]) from top latents of ``sampler``
-        (default: the N(0, I) prior) at ``temperature``; skip levels from their top-down priors.
+        (default: the N(0, I) prior) at ``temperature``; skip levels from their top-down priors
+        at ``skip_temperature`` (None: ``temperature``; 0: the priors' means).
 
         ``sampling_bn``: normalise with BN statistics re-estimated on this sampler's samples at
         this temperature (cached until the weights change; see :mod:`facemask_vae.sampling`);
@@ -222,31 +224,37 @@ class AutoEncoderBase(pl.LightningModule):
             raise ValueError(
                 f"sampler draws {sampler.dim}-d codes; the model's are {self.latent_dim}-d"
             )
+        skip_t = float(temperature if skip_temperature is None else skip_temperature)
         with self._inference():
             z = sampler.draw(n, temperature, generator, self.device)
-            with self._sampling_bn(sampler, temperature, sampling_bn, bn_batches):
-                dec = self.decoder(z, temperature=temperature, generator=generator)
+            with self._sampling_bn(sampler, temperature, skip_t, sampling_bn, bn_batches):
+                dec = self.decoder(z, temperature=skip_t, generator=generator)
             return self.likelihood.mean(dec.out)
 
     @contextlib.contextmanager
     def _sampling_bn(
-        self, sampler: LatentSampler, temperature: float, on: bool, batches: int | None
+        self,
+        sampler: LatentSampler,
+        temperature: float,
+        skip_temperature: float,
+        on: bool,
+        batches: int | None,
     ) -> Iterator[None]:
-        """The decoder's BN statistics for this sampler and temperature inside the block."""
+        """The decoder's BN statistics for this sampler and these temperatures inside the block."""
         if not on or not bn_layers(self.decoder):
             yield
             return
         # the prior is the same at every call; a fitted sampler is its own object
         batches = int(batches or self.sampling_bn_batches)
         owner = "" if isinstance(sampler, PriorSampler) else id(sampler)
-        key = (sampler.name, owner, float(temperature), batches)
+        key = (sampler.name, owner, float(temperature), skip_temperature, batches)
 
         def estimate() -> dict[str, torch.Tensor]:
             g = torch.Generator(device=self.device).manual_seed(0)  # the same stats every time
 
             def forward() -> None:
                 z = sampler.draw(self.sampling_bn_batch, temperature, g, self.device)
-                self.decoder(z, temperature=temperature, generator=g)
+                self.decoder(z, temperature=skip_temperature, generator=g)
 
             return estimate_bn_stats(self.decoder, forward, batches)
 
