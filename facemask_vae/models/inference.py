@@ -1,0 +1,147 @@
+"""The inference API every model offers to callbacks and the evaluation: encode, decode,
+reconstruct, sample (with a sampler, temperatures and BN statistics for sampling) and
+interpolate. All run in eval mode under no_grad and restore the training mode after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from facemask_vae.sampling import LatentSampler, PriorSampler, estimate_bn_stats
+from facemask_vae.sampling.batchnorm import bn_layers
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of flattened rows of ``a`` and ``b`` at fractions ``t``."""
+    fa, fb = a.flatten(1), b.flatten(1)
+    cos = (fa * fb).sum(1) / (fa.norm(dim=1) * fb.norm(dim=1)).clamp(min=1e-8)
+    omega = torch.arccos(cos.clamp(-1 + 1e-7, 1 - 1e-7)).unsqueeze(1)
+    so = torch.sin(omega)
+    t = t.view(-1, 1)
+    out = torch.where(
+        so.abs() < 1e-6,  # (anti)parallel: fall back to linear
+        (1 - t) * fa + t * fb,
+        torch.sin((1 - t) * omega) / so * fa + torch.sin(t * omega) / so * fb,
+    )
+    return out.view_as(a)
+
+
+class InferenceAPI:
+    """Mixin for :class:`~facemask_vae.models.base.AutoEncoderBase`: it reads the module's
+    ``encoder``/``decoder``, ``likelihood``, ``latent_dim``, ``sampling_stats`` and
+    ``sampling_bn_batches``/``sampling_bn_batch``, and the subclass's ``encode_all``."""
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Top-level latent means (B x latent_dim): what t-SNE and the probes look at."""
+        with self._inference():
+            return self.encode_all(x)[0]
+
+    def decode(self, z: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Images in [0, 1] from top latents; skip levels at their prior means unless given."""
+        with self._inference():
+            dec = self.decoder(z, skips=skips, sample_skips=False)
+            return self.likelihood.mean(dec.out)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean reconstruction from the posterior means of every level."""
+        with self._inference():
+            codes = self.encode_all(x)
+            return self.decode(codes[0], codes[1:] or None)
+
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        sampler: LatentSampler | None = None,
+        sampling_bn: bool = True,
+        bn_batches: int | None = None,
+        skip_temperature: float | None = None,
+    ) -> torch.Tensor:
+        """n images (n x 3 x S x S, means of p(x|z) in [0, 1]) from top latents of ``sampler``
+        (default: the N(0, I) prior) at ``temperature``; skip levels from their top-down priors
+        at ``skip_temperature`` (None: ``temperature``; 0: the priors' means).
+
+        ``sampling_bn``: normalise with BN statistics re-estimated on this sampler's samples at
+        this temperature (cached until the weights change; see :mod:`facemask_vae.sampling`);
+        False uses the statistics gathered in training, on posterior codes. ``bn_batches``
+        overrides ``sampling_bn_batches`` (batches of ``sampling_bn_batch`` samples) for a cheaper
+        estimate, as the image callback makes every epoch.
+        """
+        sampler = sampler or PriorSampler(self.latent_dim)
+        if sampler.dim != self.latent_dim:
+            raise ValueError(
+                f"sampler draws {sampler.dim}-d codes; the model's are {self.latent_dim}-d"
+            )
+        skip_t = float(temperature if skip_temperature is None else skip_temperature)
+        with self._inference():
+            z = sampler.draw(n, temperature, generator, self.device)
+            with self._sampling_bn(sampler, temperature, skip_t, sampling_bn, bn_batches):
+                dec = self.decoder(z, temperature=skip_t, generator=generator)
+            return self.likelihood.mean(dec.out)
+
+    @contextlib.contextmanager
+    def _sampling_bn(
+        self,
+        sampler: LatentSampler,
+        temperature: float,
+        skip_temperature: float,
+        on: bool,
+        batches: int | None,
+    ) -> Iterator[None]:
+        """The decoder's BN statistics for this sampler and these temperatures inside the block."""
+        if not on or not bn_layers(self.decoder):
+            yield
+            return
+        # the prior is the same at every call; a fitted sampler is its own object
+        batches = int(batches or self.sampling_bn_batches)
+        owner = "" if isinstance(sampler, PriorSampler) else id(sampler)
+        key = (sampler.name, owner, float(temperature), skip_temperature, batches)
+
+        def estimate() -> dict[str, torch.Tensor]:
+            g = torch.Generator(device=self.device).manual_seed(0)  # the same stats every time
+
+            def forward() -> None:
+                z = sampler.draw(self.sampling_bn_batch, temperature, g, self.device)
+                self.decoder(z, temperature=skip_temperature, generator=g)
+
+            return estimate_bn_stats(self.decoder, forward, batches)
+
+        buffers = self.sampling_stats.get(self.decoder, key, sampler, estimate)
+        with self.sampling_stats.applied(self.decoder, buffers):
+            yield
+
+    def interpolate(
+        self, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8, mode: str = "linear"
+    ) -> torch.Tensor:
+        """Decode ``steps`` points between the codes of x1 and x2 (every level): B x steps x C x H x W."""
+        if mode not in ("linear", "slerp"):
+            raise ValueError(f"interpolation mode must be 'linear' or 'slerp', got {mode!r}")
+        with self._inference():
+            a, b = self.encode_all(x1), self.encode_all(x2)
+            n = x1.shape[0]
+            t = torch.linspace(0, 1, steps, device=x1.device).repeat(n)
+            rows = []
+            for ca, cb in zip(a, b, strict=True):
+                ca = ca.repeat_interleave(steps, 0)
+                cb = cb.repeat_interleave(steps, 0)
+                if mode == "slerp":
+                    rows.append(slerp(ca, cb, t))
+                else:
+                    tt = t.view(-1, *([1] * (ca.dim() - 1)))
+                    rows.append((1 - tt) * ca + tt * cb)
+            images = self.decode(rows[0], rows[1:] or None)
+            return images.view(n, steps, *images.shape[1:])
