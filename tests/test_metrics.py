@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -217,3 +219,201 @@ def test_active_units_unchanged():
     mu = torch.zeros(100, 4)
     mu[:, 0] = torch.linspace(-1, 1, 100)
     assert M.active_units(mu) == 1
+
+
+# ---- added for the mutation benchmark: known answers, edge cases and defaults ---------------
+
+
+def test_active_units_counts_each_dimension_by_its_unbiased_variance():
+    mu = torch.zeros(100, 5)
+    mu[:, :3] = torch.linspace(-1, 1, 100)[:, None]  # three dimensions vary, two do not
+    assert M.active_units(mu) == 3
+    two = torch.tensor([[0.0], [1.0]])  # unbiased variance 0.5 (the biased one is 0.25)
+    assert M.active_units(two, threshold=0.3) == 1
+    assert M.active_units(two, threshold=0.5) == 0  # strictly above the threshold
+
+
+def _rbf_mmd_closed_form(d: int, shift: float, sigma: float) -> float:
+    """MMD^2 between N(shift, sigma^2 I) and N(0, I) in d dimensions for the kernel mean over
+    s in {0.2, 0.5, 1, 2, 5} d of exp(-||x - y||^2 / s): for u ~ N(m, v I),
+    E exp(-||u||^2 / s) = (1 + 2 v / s)^(-d/2) exp(-||m||^2 / (s + 2 v))."""
+    total = 0.0
+    for c in (0.2, 0.5, 1.0, 2.0, 5.0):
+        s = c * d
+        zz = (1 + 4 * sigma**2 / s) ** (-d / 2)
+        pp = (1 + 4 / s) ** (-d / 2)
+        v = sigma**2 + 1
+        zp = (1 + 2 * v / s) ** (-d / 2) * math.exp(-d * shift**2 / (s + 2 * v))
+        total += zz + pp - 2 * zp
+    return total / 5
+
+
+@pytest.mark.parametrize(("shift", "sigma"), [(0.5, 1.0), (0.0, 0.5), (1.0, 0.3)])
+def test_mmd_to_standard_normal_matches_the_closed_form_for_gaussian_codes(shift, sigma):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1000, 2, 4, generator=g) * sigma + shift  # flattened to 8 dimensions
+    expected = _rbf_mmd_closed_form(8, shift, sigma)
+    assert M.mmd_to_standard_normal(z, generator=g) == pytest.approx(expected, rel=0.1)
+    # a prior sample of another size estimates the same quantity
+    assert M.mmd_to_standard_normal(z, n_prior=400, generator=g) == pytest.approx(
+        expected, rel=0.15
+    )
+
+
+def test_mmd_to_standard_normal_is_unbiased_on_prior_codes():
+    # tiny samples of the prior itself: the unbiased estimate averages 0 (one that kept the
+    # diagonal k(z, z) = 1 would average about +0.1 here)
+    g = torch.Generator().manual_seed(0)
+    vals = [
+        M.mmd_to_standard_normal(torch.randn(10, 8, generator=g), generator=g) for _ in range(100)
+    ]
+    assert abs(sum(vals) / len(vals)) < 0.01
+    vals = [
+        M.mmd_to_standard_normal(torch.randn(10, 8, generator=g), n_prior=30, generator=g)
+        for _ in range(100)
+    ]
+    assert abs(sum(vals) / len(vals)) < 0.01
+
+
+def test_mmd_to_standard_normal_is_reproducible_with_a_generator():
+    z = torch.randn(50, 4, generator=torch.Generator().manual_seed(1)) + 1.0
+    a = M.mmd_to_standard_normal(z, generator=torch.Generator().manual_seed(7))
+    b = M.mmd_to_standard_normal(z, generator=torch.Generator().manual_seed(7))
+    assert a == b and a > 0.1
+
+
+def test_ssim_of_flat_images_is_the_luminance_term():
+    # flat images have no variance: SSIM = (2 a b + C1) / (a^2 + b^2 + C1), C1 = (0.01 L)^2
+    x = torch.zeros(2, 3, 16, 16)
+    y = torch.stack([torch.full((3, 16, 16), 0.1), torch.full((3, 16, 16), 0.2)])
+    c1 = 0.01**2
+    expected = torch.tensor([c1 / (0.01 + c1), c1 / (0.04 + c1)])
+    got = M.ssim_per_image(x, y)
+    assert got.shape == (2,)
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-6)
+    c1 = 0.02**2  # data_range 2
+    torch.testing.assert_close(
+        M.ssim_per_image(x, y, data_range=2.0),
+        torch.tensor([c1 / (0.01 + c1), c1 / (0.04 + c1)]),
+        rtol=1e-3,
+        atol=1e-6,
+    )
+
+
+def test_path_smoothness_of_a_half_circle_and_a_line_per_path():
+    # 7 points on a unit half circle, angle step t: steps 2 sin(t/2), second differences
+    # 4 sin^2(t/2), so second_diff = 4 sin^2(t/2) / (6 * 2 sin(t/2)) = sin(t/2) / 3
+    ang = torch.linspace(0, math.pi, 7)
+    arc = torch.stack([ang.cos(), ang.sin()], dim=1)
+    line = torch.linspace(0, 10, 7)[:, None] * torch.tensor([1.0, 0.0])  # long, straight, even
+    expected = math.sin(math.pi / 12) / 3
+    assert M.path_smoothness(arc[None])["second_diff"] == pytest.approx(expected, rel=1e-5)
+    both = M.path_smoothness(torch.stack([arc, line]))  # each path scored on its own, averaged
+    assert both["second_diff"] == pytest.approx(expected / 2, rel=1e-5)
+    assert both["step_ratio"] == pytest.approx(1.0, abs=1e-5)
+    three = M.path_smoothness(torch.tensor([[[0.0], [1.0], [3.0]]]))  # the fewest points
+    assert three["step_ratio"] == pytest.approx(2 / 1.5)
+    assert three["second_diff"] == pytest.approx(1 / 3)
+    # with an even path of other step sizes: each ratio is taken on its own path's steps
+    mixed = M.path_smoothness(torch.tensor([[[0.0], [1.0], [3.0]], [[0.0], [10.0], [20.0]]]))
+    assert mixed["step_ratio"] == pytest.approx((4 / 3 + 1) / 2)
+    assert mixed["second_diff"] == pytest.approx((1 / 3 + 0) / 2)
+
+
+def test_frechet_distance_in_one_dimension():
+    # 1-D Gaussians: (m1 - m2)^2 + (s1 - s2)^2 with the standard deviations s
+    a = torch.tensor([[0.0], [2.0]])  # mean 1, variance 2
+    b = torch.tensor([[1.0], [3.0], [5.0]])  # mean 3, variance 4
+    expected = 4 + (math.sqrt(2) - 2) ** 2
+    assert M.frechet_distance(a, b) == pytest.approx(expected)
+    assert M.frechet_distance(b, a) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [((1, 3), (5, 3)), ((5, 3), (1, 3)), ((5, 3), (5, 4))],
+)
+def test_frechet_distance_refuses_too_few_rows_or_mismatched_features(a, b):
+    with pytest.raises(ValueError, match=re.escape(f"N >= 2, got {a}, {b}")):
+        M.frechet_distance(torch.zeros(a), torch.zeros(b))
+
+
+def test_kernel_distance_on_sets_of_different_sizes():
+    from torchmetrics.image.kid import poly_mmd
+
+    # b's rows are all the same point: every subset of b is the same, so the value is known
+    a = torch.tensor([[0.0, 1.0], [2.0, -1.0]], dtype=torch.float64)
+    v = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
+    b = v.repeat(5, 1)
+    expected = poly_mmd(a, v.repeat(2, 1)).item()  # subsets of the smaller size, 2
+    assert M.kernel_distance(a, b, subsets=3)[0] == pytest.approx(expected, rel=1e-9)
+    assert M.kernel_distance(b, a, subsets=3)[0] == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="at least 2 features"):
+        M.kernel_distance(a[:1], b)
+
+
+def test_kernel_distance_draws_subsets_of_the_larger_set():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 3, generator=g), torch.randn(8, 3, generator=g)
+    _, std = M.kernel_distance(a, b, subsets=5)
+    assert std > 0  # a is used whole, but b's subsets differ
+
+
+def test_knn_accuracy_default_k_and_its_tie_rule():
+    # 1-D: six points of class 0 at 0..5, four of class 1 at 100..103. With k = 5 a class-1
+    # point sees its 3 classmates and 2 class-0 points (right); with k = 6 a 3-3 tie goes to the
+    # lower label, 0 (wrong)
+    z = np.array([0, 1, 2, 3, 4, 5, 100, 101, 102, 103], dtype=float)[:, None]
+    y = np.array([0] * 6 + [1] * 4)
+    assert M.knn_accuracy(z, y) == 1.0
+    assert M.knn_accuracy(z, y, k=6) == 0.6
+
+
+def test_knn_accuracy_on_fewer_points_than_k_and_never_votes_for_itself():
+    # 4 points: k is cut to 3, every other point; each point's own class has one other member
+    # against two of the other class, so every vote is lost (a point voting for itself would win)
+    z = np.array([[0.0], [1.0], [10.0], [11.0]])
+    y = np.array([0, 0, 1, 1])
+    assert M.knn_accuracy(z, y) == 0.0
+
+
+def test_silhouette_of_a_single_class_is_nan():
+    z, _ = _clusters(20)
+    assert math.isnan(M.silhouette(z, np.zeros(20)))
+
+
+def test_probe_defaults_are_a_seeded_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    z, y = _clusters(60, gap=1.0, seed=0)
+    zte, yte = _clusters(40, gap=1.0, seed=1)
+    assert isinstance(M.fit_probe(z, y)[-1], LogisticRegression)
+    assert M.probe_scores(z, y, zte, yte) == M.probe_scores(z, y, zte, yte, kind="logreg")
+
+
+def test_mlp_probe_is_reproducible_by_its_seed():
+    z, y = _clusters(60, gap=1.0, seed=0)
+    zte, yte = _clusters(40, gap=1.0, seed=1)
+    default = M.probe_probs(M.fit_probe(z, y, kind="mlp"), zte)
+    np.testing.assert_array_equal(
+        default, M.probe_probs(M.fit_probe(z, y, kind="mlp", seed=0), zte)
+    )
+    other = M.probe_probs(M.fit_probe(z, y, kind="mlp", seed=1), zte)
+    assert not np.array_equal(default, other)
+    scores = M.probe_scores(z, y, zte, yte, kind="mlp")
+    assert scores == M.probe_scores(z, y, zte, yte, kind="mlp", seed=0)
+    assert scores != M.probe_scores(z, y, zte, yte, kind="mlp", seed=1)
+    s = M.probe_scores(z, y, zte, yte, kind="mlp", seed=3)
+    assert s == M.probe_scores(z, y, zte, yte, kind="mlp", seed=3)
+    assert s == M.classification_scores(yte, M.probe_probs(M.fit_probe(z, y, "mlp", 3), zte))
+
+
+def test_classification_scores_edge_cases():
+    y = np.array([0, 1, 0, 1])
+    # p = 0.5 is not above 0.5: predicted negative
+    assert M.classification_scores(y, np.array([0.5, 0.9, 0.5, 0.9]))["accuracy"] == 1.0
+    # one class only: no ROC-AUC; no positives predicted or present: F1 0, without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = M.classification_scores(np.zeros(4), np.full(4, 0.1))
+    assert s["accuracy"] == 1.0 and s["f1"] == 0.0 and math.isnan(s["roc_auc"])
