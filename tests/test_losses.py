@@ -8,6 +8,7 @@ import torch
 from facemask_vae.losses import (
     Likelihood,
     apply_free_bits,
+    kl_balance_weights,
     kl_normal,
     kl_std_normal,
     soft_clamp,
@@ -77,3 +78,130 @@ def test_learned_sigma_is_a_parameter_and_bernoulli_is_bce():
     assert torch.allclose(lik.nll(torch.zeros(1, 3, 1, 1), x), torch.tensor([3 * math.log(2.0)]))
     with pytest.raises(ValueError, match=r"model\.likelihood"):
         Likelihood("laplace")
+
+
+# ---- added for the mutation benchmark ---------------------------------------------------------
+
+
+def test_soft_clamp_is_bound_times_tanh():
+    x = torch.tensor([-5.0, 5.0, 20.0])
+    expected = torch.tensor([-10 * math.tanh(0.5), 10 * math.tanh(0.5), 10 * math.tanh(2.0)])
+    torch.testing.assert_close(soft_clamp(x, 10.0), expected)
+
+
+def test_free_bits_of_a_negative_floor_and_an_unknown_mode():
+    kl = torch.tensor([[0.1, 2.0], [0.3, 4.0]])  # batch means 0.2, 3.0
+    assert apply_free_bits(kl, -1.0, "dim").item() == pytest.approx(3.2)
+    assert apply_free_bits(kl, 0.5).item() == pytest.approx(0.5 + 3.0)  # per dim by default
+    with pytest.raises(ValueError, match=r"model\.free_bits_per"):
+        apply_free_bits(kl, 0.5, "level")
+
+
+def test_kl_normal_of_a_known_pair():
+    # KL(N(1, 1) || N(0, 4)) = ln 2 + (1 + 1) / (2 * 4) - 1/2
+    one = torch.tensor([1.0])
+    kl = kl_normal(one, torch.zeros(1), torch.zeros(1), torch.tensor([math.log(4.0)]))
+    torch.testing.assert_close(kl, torch.tensor([math.log(2.0) + 0.25 - 0.5]))
+
+
+def test_kl_balance_weights_known_values():
+    # per-dimension KL plus the floor, normalised to mean 1
+    w = kl_balance_weights(torch.tensor([1.0, 3.0]), torch.tensor([1, 1]), floor=0.0)
+    torch.testing.assert_close(w, torch.tensor([0.5, 1.5]))
+    w = kl_balance_weights(torch.tensor([0.0, 0.99]), torch.tensor([1.0, 1.0]))  # floor 0.01
+    torch.testing.assert_close(w, torch.tensor([0.01, 1.0]) / 0.505)
+    w = kl_balance_weights(torch.tensor([4.0, 4.0]), torch.tensor([1.0, 4.0]), floor=0.0)
+    torch.testing.assert_close(w, torch.tensor([1.6, 0.4]))
+    # a slightly negative KL (rounding) counts by its size, not as a credit
+    w = kl_balance_weights(torch.tensor([-1.0, 3.0]), torch.tensor([1.0, 1.0]), floor=0.0)
+    torch.testing.assert_close(w, torch.tensor([0.5, 1.5]))
+
+
+def test_kl_balance_weights_carry_no_gradient_and_check_shapes():
+    kls = torch.tensor([1.0, 2.0], requires_grad=True)
+    assert not kl_balance_weights(kls, torch.tensor([1.0, 1.0])).requires_grad
+    with pytest.raises(ValueError, match="one KL and one size per level"):
+        kl_balance_weights(torch.ones(2), torch.ones(3))
+    with pytest.raises(ValueError, match="one KL and one size per level"):
+        kl_balance_weights(torch.ones(2, 2), torch.ones(2, 2))
+
+
+def test_likelihood_defaults_and_sigma_checks():
+    lik = Likelihood()
+    assert lik.kind == "gaussian_learned" and isinstance(lik.log_sigma, torch.nn.Parameter)
+    torch.testing.assert_close(lik.sigma(), torch.full((3,), 0.1))
+    with pytest.raises(ValueError, match=r"model\.sigma"):
+        Likelihood("gaussian", sigma=0.0)
+    # sigma is floored at min_sigma (1/255 by default), in sigma() and in the NLL
+    tiny = Likelihood("gaussian", sigma=1e-6)
+    torch.testing.assert_close(tiny.sigma(), torch.full((3,), 1 / 255))
+    x = torch.full((1, 3, 2, 2), 0.5)
+    per_pixel = math.log(1 / 255) + 0.5 * math.log(2 * math.pi)
+    torch.testing.assert_close(tiny.nll(torch.zeros_like(x), x), torch.tensor([12 * per_pixel]))
+    floored = Likelihood("gaussian", sigma=1e-6, min_sigma=0.01)
+    torch.testing.assert_close(floored.sigma(), torch.full((3,), 0.01))
+
+
+def test_gaussian_nll_of_an_error_per_channel_sigma():
+    lik = Likelihood("gaussian_learned", sigma=0.1)
+    with torch.no_grad():
+        lik.log_sigma.copy_(torch.tensor([0.1, 0.2, 0.4]).log().view(1, 3, 1, 1))
+    x = torch.full((1, 3, 1, 1), 0.7)  # 0.2 from the mean sigmoid(0) = 0.5
+    expected = sum(
+        0.5 * (0.2 / s) ** 2 + math.log(s) + 0.5 * math.log(2 * math.pi) for s in (0.1, 0.2, 0.4)
+    )
+    torch.testing.assert_close(lik.nll(torch.zeros(1, 3, 1, 1), x), torch.tensor([expected]))
+
+
+def test_likelihood_mean_is_the_sigmoid_in_float32():
+    lik = Likelihood("gaussian")
+    out = torch.tensor([[[[0.0]], [[2.0]], [[-2.0]]]], dtype=torch.bfloat16)
+    mean = lik.mean(out)
+    assert mean.dtype == torch.float32
+    torch.testing.assert_close(
+        mean.flatten(), torch.tensor([0.5, 1 / (1 + math.exp(-2)), 1 / (1 + math.exp(2))])
+    )
+
+
+def test_gaussian_sample_has_the_mean_and_per_channel_sigma_and_stays_in_range():
+    lik = Likelihood("gaussian_learned", sigma=0.1)
+    with torch.no_grad():
+        lik.log_sigma.copy_(torch.tensor([0.02, 0.05, 0.1]).log().view(1, 3, 1, 1))
+    out = torch.zeros(2000, 3, 2, 2)  # mean 0.5 everywhere
+    g = torch.Generator().manual_seed(0)
+    x = lik.sample(out, generator=g)
+    assert x.shape == out.shape
+    torch.testing.assert_close(x.mean(dim=(0, 2, 3)), torch.full((3,), 0.5), rtol=0, atol=0.005)
+    torch.testing.assert_close(
+        x.std(dim=(0, 2, 3)), torch.tensor([0.02, 0.05, 0.1]), rtol=0.05, atol=0
+    )
+    assert torch.equal(x, lik.sample(out, generator=torch.Generator().manual_seed(0)))
+    wide = Likelihood("gaussian", sigma=1.0).sample(out, generator=g)
+    assert wide.min() == 0.0 and wide.max() == 1.0  # clamped to the image range
+
+
+def test_bernoulli_sample_draws_pixels_with_the_mean_as_probability():
+    lik = Likelihood("bernoulli")
+    out = torch.zeros(500, 3, 4, 4)
+    out[:, 0] = 50.0  # p = 1
+    out[:, 1] = -50.0  # p = 0
+    g = torch.Generator().manual_seed(0)
+    x = lik.sample(out, generator=g)
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
+    assert bool((x[:, 0] == 1).all() and (x[:, 1] == 0).all())
+    assert abs(float(x[:, 2].mean()) - 0.5) < 0.02  # p = sigmoid(0)
+    assert torch.equal(x, lik.sample(out, generator=torch.Generator().manual_seed(0)))
+
+
+def test_zero_free_bits_clamp_nothing():
+    # a (Monte Carlo) KL estimate can be negative: free_bits = 0 disables the floor altogether
+    kl = torch.tensor([[-0.5, 1.0]])
+    assert apply_free_bits(kl, 0.0, "dim").item() == pytest.approx(0.5)
+
+
+def test_sampling_and_balancing_stay_on_the_device_of_their_inputs():
+    # the meta device stands in for a GPU: a tensor made on the CPU cannot mix with it
+    lik = Likelihood("gaussian").to("meta")
+    assert lik.sample(torch.zeros(2, 3, 4, 4, device="meta")).device.type == "meta"
+    w = kl_balance_weights(torch.ones(2, device="meta"), torch.tensor([1, 2]))
+    assert w.device.type == "meta"
