@@ -79,6 +79,7 @@ def validate_train_config(cfg: DictConfig) -> None:
         f"data.image_size={size} is not divisible by 2**depth = {2**depth} "
         f"(depth = len(model.widths) = {depth}): use e.g. data.image_size=64, or fewer widths",
     )
+    _validate_compile(model)
     anneal = cfg.get("anneal")
     if anneal is not None:
         for key in ("beta", "beta_max", "beta_min"):
@@ -104,3 +105,15 @@ def validate_train_config(cfg: DictConfig) -> None:
             f"ckpt_path={ckpt} does not exist: give a .ckpt file, e.g. "
             "<run dir>/checkpoints/last.ckpt, or ckpt_path=last with hydra.run.dir=<run dir>",
         )
+
+
+def _validate_compile(model: DictConfig) -> None:
+    """model.compile_mode: a torch.compile mode, and only with model.compile=true."""
+    from facemask_vae.models.base import check_compile_mode
+
+    try:
+        check_compile_mode(bool(model.get("compile", False)), model.get("compile_mode"))
+    except ValueError as err:
+        raise ConfigError(
+            f"{err}; e.g. model.compile=true model.compile_mode=reduce-overhead (on a GPU)"
+        ) from None

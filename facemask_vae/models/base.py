@@ -29,6 +29,25 @@ from facemask_vae.sampling import SamplingStats
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULERS = (None, "cosine", "plateau")
+#: torch.compile's modes (None: torch's default); "reduce-overhead" replays CUDA graphs, which
+#: pays on a GPU where a step is launch-bound, and the max-autotune modes search kernels first
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def check_compile_mode(compile: bool, compile_mode: str | None) -> None:
+    """Refuse an unknown mode, and a mode without ``compile`` (it would silently do nothing)."""
+    if compile_mode not in COMPILE_MODES:
+        raise ValueError(
+            f"model.compile_mode must be one of {COMPILE_MODES} (null: torch's default), "
+            f"got {compile_mode!r}"
+        )
+    if compile_mode is not None and not compile:
+        raise ValueError(
+            f"model.compile_mode={compile_mode} needs model.compile=true (it picks the mode of "
+            "torch.compile, which is off)"
+        )
 
 
 @dataclass
@@ -62,6 +81,7 @@ class AutoEncoderBase(InferenceAPI, pl.LightningModule):
         scheduler: str | None = None,
         channels_last: bool = True,
         compile: bool = False,
+        compile_mode: str | None = None,
         name: str | None = None,
         skip: str = "none",
         skip_dropout: float = 0.0,
@@ -91,6 +111,7 @@ class AutoEncoderBase(InferenceAPI, pl.LightningModule):
             )
         if scheduler not in SCHEDULERS:
             raise ValueError(f"model.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        check_compile_mode(compile, compile_mode)
         if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"model.lr must be a positive number, got {lr}")
         if free_bits < 0 or (free_bits_top is not None and free_bits_top < 0):
@@ -251,8 +272,15 @@ class AutoEncoderBase(InferenceAPI, pl.LightningModule):
 
     def configure_model(self) -> None:
         if self.hparams.compile:
-            self.encoder = torch.compile(self.encoder)
-            self.decoder = torch.compile(self.decoder)
+            mode = self.hparams.get("compile_mode")
+            self.encoder = torch.compile(self.encoder, mode=mode)
+            self.decoder = torch.compile(self.decoder, mode=mode)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # CUDA-graph modes: a new step begins, so the graphs' outputs of the last one may be
+        # overwritten (without this torch can refuse to replay while they look alive)
+        if self.hparams.compile and self.hparams.get("compile_mode") in CUDA_GRAPH_MODES:
+            torch.compiler.cudagraph_mark_step_begin()
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams

@@ -1,0 +1,75 @@
+"""model.compile and model.compile_mode: validated at construction, passed to torch.compile.
+
+Nothing here compiles for real (that takes minutes on a CPU, where compile is slower anyway):
+torch.compile is replaced by a recorder, so the tests pin what the model asks torch for.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facemask_vae.models import AE, VAE
+from facemask_vae.models.base import COMPILE_MODES
+
+TINY = {"image_size": 16, "latent_dim": 4, "widths": [8, 8]}
+
+
+@pytest.fixture
+def compile_calls(monkeypatch):
+    calls: list[tuple[torch.nn.Module, str | None]] = []
+
+    def fake_compile(module, *, mode=None, **kwargs):
+        calls.append((module, mode))
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    return calls
+
+
+@pytest.mark.parametrize("mode", COMPILE_MODES)
+def test_every_compile_mode_reaches_torch_compile_for_encoder_and_decoder(compile_calls, mode):
+    model = VAE(**TINY, skip="variational", compile=True, compile_mode=mode)
+    model.configure_model()
+    assert [(m, md) for m, md in compile_calls] == [
+        (model.encoder, mode),
+        (model.decoder, mode),
+    ]
+
+
+def test_compile_off_calls_nothing_and_marks_no_cuda_graph_steps(compile_calls, monkeypatch):
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    model = AE(**TINY)
+    model.configure_model()
+    model.on_train_batch_start(None, 0)
+    assert compile_calls == [] and marks == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "marked"),
+    [(None, 0), ("default", 0), ("reduce-overhead", 1), ("max-autotune", 1)],
+)
+def test_cuda_graph_modes_mark_each_training_step(monkeypatch, mode, marked):
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    VAE(**TINY, compile=True, compile_mode=mode).on_train_batch_start(None, 0)
+    assert len(marks) == marked
+
+
+@pytest.mark.parametrize("bad", ["fast", "reduce_overhead", "", "Default"])
+def test_an_unknown_mode_is_refused_naming_the_key_and_the_choices(bad):
+    with pytest.raises(ValueError, match=r"model\.compile_mode must be one of") as err:
+        VAE(**TINY, compile=True, compile_mode=bad)
+    assert "reduce-overhead" in str(err.value) and repr(bad) in str(err.value)
+
+
+def test_a_mode_without_compile_is_refused_not_ignored():
+    with pytest.raises(ValueError, match=r"needs model\.compile=true"):
+        AE(**TINY, compile=False, compile_mode="reduce-overhead")
+
+
+def test_checkpoint_hparams_without_compile_mode_still_build():
+    """Runs saved before compile_mode existed have no such key: the default applies."""
+    model = VAE(**TINY, compile=True)
+    assert model.hparams.compile_mode is None
