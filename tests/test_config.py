@@ -100,12 +100,41 @@ def test_eval_config_composes():
         ("anneal=constant anneal.beta=-1", "anneal.beta"),
         ("anneal=constant anneal.beta=nan", "anneal.beta"),
         ("ckpt_path=/no/such.ckpt", "ckpt_path"),
+        ("model.compile=true model.compile_mode=fast", "model.compile_mode"),
+        ("model.compile_mode=reduce-overhead", "needs model.compile=true"),
+        ("model=ae model.compile_mode=max-autotune", "needs model.compile=true"),
     ],
 )
 def test_bad_values_fail_validation_naming_the_key(override, match):
     cfg = _compose(["data=synthetic", *override.split()])
     with pytest.raises(ConfigError, match=match):
         validate_train_config(cfg)
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead", "max-autotune"])
+def test_compile_modes_pass_validation_with_compile_on(mode):
+    cfg = _compose(["data=synthetic", "model.compile=true", f"model.compile_mode={mode}"])
+    validate_train_config(cfg)
+    assert cfg.model.compile_mode == mode
+
+
+def test_compile_is_off_by_default_in_every_model_config():
+    for model in _options("model"):
+        cfg = _compose([f"model={model}", "data=synthetic"])
+        assert cfg.model.compile is False and cfg.model.compile_mode is None, model
+    assert "compile" not in _compose(["trainer=gpu", "data=synthetic"]).trainer
+
+
+def test_gpu_fast_profile_scales_the_batch_and_the_learning_rate_by_the_sqrt_rule():
+    base = _compose(["data=synthetic"])
+    fast = _compose(["experiment=gpu_fast", "data=synthetic"])
+    ratio = fast.data.batch_size / base.data.batch_size
+    assert fast.data.batch_size == 512 and ratio == 4
+    assert fast.model.lr == pytest.approx(base.model.lr * ratio**0.5)
+    assert fast.data.on_device is True
+    assert fast.trainer.accelerator == "gpu" and fast.model.compile is False
+    assert fast.run_name == "vae_unet_b512-linear"
+    validate_train_config(fast)
 
 
 def test_conf_dir_is_the_projects():

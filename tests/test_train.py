@@ -153,6 +153,30 @@ def test_every_experiment_runs_as_a_fast_dev_run_multirun(tmp_path, experiment):
     assert all((job / "config.yaml").is_file() for job in jobs)
 
 
+def test_gpu_fast_profile_runs_on_the_cpu_with_its_batch_and_device_batches(tmp_path, monkeypatch):
+    """experiment=gpu_fast on the CPU: its batch of 512 and data.on_device=true as they are."""
+    import pytorch_lightning as pl
+
+    from facemask_vae import training
+    from facemask_vae.data.device import DeviceBatches
+
+    seen: list[tuple[str, int]] = []
+
+    class Spy(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append((type(trainer.train_dataloader).__name__, batch[0].shape[0]))
+
+    build = training.build_callbacks
+    monkeypatch.setattr(training, "build_callbacks", lambda cfg, m: [*build(cfg, m), Spy()])
+    tiny = [o for o in TINY if not o.startswith("data.batch_size")]
+    overrides = ["experiment=gpu_fast", *tiny, "model=vae", "data.n_train=600"]
+    cfg = compose_config([*overrides, "+trainer.fast_dev_run=true"], tmp_path)
+    assert cfg.data.batch_size == 512 and cfg.data.on_device is True
+    result = train(cfg)
+    assert seen == [(DeviceBatches.__name__, 512)]
+    assert math.isfinite(result["metrics"]["val/elbo"])
+
+
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path):
     proc = _run(
