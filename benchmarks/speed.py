@@ -12,6 +12,10 @@ the GFLOP/s achieved, and the peak resident memory of a process that trains that
 data module: the cache build time and the cached load time. Data: FACEMASK_ROOT when set (the
 real Face Mask 12K), else synthetic faces written to disk as JPEGs in the Kaggle layout.
 With ``--compile`` it also times the default path with torch.compile, and its compile time.
+
+``--device cpu|cuda`` runs the device suite instead (``benchmarks/speed_device.py``, its own
+options: ``--device cuda --help``): end to end through ``train.py``'s path, the bare step and
+the eager float32 DataLoader reference side by side, per compile mode, with the GPU's name.
 """
 
 from __future__ import annotations
@@ -265,6 +269,11 @@ def time_cache(data: Path, cache: Path, size: int) -> dict:
 
 
 def main() -> None:
+    if any(a == "--device" or a.startswith("--device=") for a in sys.argv[1:]):
+        from benchmarks.speed_device import main as device_suite
+
+        device_suite(sys.argv[1:])
+        return
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
