@@ -166,6 +166,7 @@ def test_reconstruction_means_without_sampling():
     for lat, mean in zip(out.latents, out.skip_means, strict=True):
         torch.testing.assert_close(lat.z, lat.prior[0] + 0.25)
         assert torch.equal(mean, lat.z)
+        assert lat.posterior is not None and torch.equal(lat.posterior[0], lat.z)
 
 
 def test_explicit_skip_codes_override_the_features():
