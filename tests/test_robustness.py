@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import run_script
+from helpers import compose_config, run_script
 
 from facemask_vae.callbacks import NonFiniteGuard, NonFiniteLossError
 from facemask_vae.data.base import InMemoryDataModule
+from facemask_vae.errors import friendly_errors
 from facemask_vae.models import VAE
+from facemask_vae.training import train
 
 
 class RandomImages(InMemoryDataModule):
@@ -163,22 +166,44 @@ def test_a_checkpoint_carrying_code_is_refused_and_never_run(tmp_path):
     assert "weights_only" in proc.stderr or "Unsupported global" in proc.stderr
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["model=nosuchmodel"], "Could not find 'model/nosuchmodel'"),
-        (["anneal=nosuchschedule"], "Could not find 'anneal/nosuchschedule'"),
-        (["anneal=constant", "anneal.beta=-1"], "anneal.beta must be a finite number >= 0"),
-        (["anneal=constant", "anneal.beta=inf"], "anneal.beta must be a finite number >= 0"),
-        (["model.latent_dim=0"], "model.latent_dim must be >= 1"),
-        (["data.image_size=60"], "not divisible by 2**depth"),
-        (["anneal=cyclic", "anneal.n_cycles=0"], "anneal.n_cycles must be >= 1"),
-        (["anneal=cyclic", "anneal.ratio=0"], "anneal.ratio"),
-        (["data.batch_size=0"], "data.batch_size must be >= 1"),
-        (["ckpt_path=/no/such/file.ckpt"], "ckpt_path=/no/such/file.ckpt does not exist"),
-    ],
-)
+BAD_CONFIGS = [
+    (["model=nosuchmodel"], "Could not find 'model/nosuchmodel'"),
+    (["anneal=nosuchschedule"], "Could not find 'anneal/nosuchschedule'"),
+    (["anneal=constant", "anneal.beta=-1"], "anneal.beta must be a finite number >= 0"),
+    (["anneal=constant", "anneal.beta=inf"], "anneal.beta must be a finite number >= 0"),
+    (["model.latent_dim=0"], "model.latent_dim must be >= 1"),
+    (["data.image_size=60"], "not divisible by 2**depth"),
+    (["anneal=cyclic", "anneal.n_cycles=0"], "anneal.n_cycles must be >= 1"),
+    (["anneal=cyclic", "anneal.ratio=0"], "anneal.ratio"),
+    (["data.batch_size=0"], "data.batch_size must be >= 1"),
+    (["ckpt_path=/no/such/file.ckpt"], "ckpt_path=/no/such/file.ckpt does not exist"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_CONFIGS)
+def test_bad_configs_are_refused_before_training_with_a_message_that_names_the_key(
+    tmp_path, capsys, args, message
+):
+    """In-process, every case: composing fails (a missing group) or train() exits 1 at start-up
+    with the message and no traceback, before any data is read."""
+    overrides = ["data=synthetic", *args]
+    if message.startswith("Could not find"):
+        with pytest.raises(Exception, match=re.escape(message)):
+            compose_config(overrides, tmp_path / "run")
+        return
+    cfg = compose_config(overrides, tmp_path / "run")
+    with pytest.raises(SystemExit) as exit_info, friendly_errors():
+        train(cfg)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 3, err
+
+
+@pytest.mark.parametrize(("args", "message"), [BAD_CONFIGS[0], BAD_CONFIGS[2], BAD_CONFIGS[-1]])
 def test_bad_configs_fail_at_start_up_in_a_few_lines_without_traceback(tmp_path, args, message):
+    """The same through train.py, for one case of each kind: Hydra's own error for a missing
+    config group, a value the validation refuses, a missing checkpoint."""
     proc = run_script(
         "train.py",
         ["data=synthetic", *args, f"hydra.run.dir={tmp_path}/run"],
