@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.speed import MODELS, flops_per_image, negative_elbo
+from benchmarks.speed import MODELS, eager_step, flops_per_image, negative_elbo
 
 #: speed.py's model names as train.py overrides
 MODEL_OVERRIDES = {
@@ -198,12 +198,7 @@ def reference(spec: dict) -> dict:
     done, total, t0 = 0, spec["steps"] + spec["warmup"], 0.0
     while done < total:
         for x, _ in loader:
-            x = x.to(device, non_blocking=True)
-            loss = negative_elbo(model, x)
-            opt.zero_grad()
-            (loss / x[0].numel()).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            eager_step(model, opt, x.to(device, non_blocking=True))
             done += 1
             if done == spec["warmup"]:
                 sync(device)

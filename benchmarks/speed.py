@@ -99,6 +99,15 @@ def negative_elbo(model, x: torch.Tensor) -> torch.Tensor:
     return terms.recon.mean() + sum(k.sum(1).mean() for k in terms.kls)
 
 
+def eager_step(model, opt: torch.optim.Optimizer, x: torch.Tensor) -> None:
+    """One plain float32 training step (the eager reference): nats per dimension, clipped."""
+    loss = negative_elbo(model, x)
+    opt.zero_grad()
+    (loss / x[0].numel()).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def flops_per_image(name: str, image_size: int, batch: int = 8) -> float:
     """Forward + backward FLOPs of one training step, per image (torch's FLOP counter)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -188,11 +197,7 @@ def time_reference_training(
     done, t0 = 0, None
     while done < steps + warmup:
         for x, _ in loader:
-            loss = negative_elbo(model, x)
-            opt.zero_grad()
-            (loss / x[0].numel()).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            eager_step(model, opt, x)
             done += 1
             if done == warmup:
                 t0 = time.perf_counter()
