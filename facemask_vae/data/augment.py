@@ -11,6 +11,13 @@ import torch
 import torch.nn.functional as F
 
 
+def border_colour(x: torch.Tensor) -> torch.Tensor:
+    """The mean colour of each image's outermost ring of pixels: N x C x H x W -> N x C (float),
+    the backdrop a zoomed-out image is placed on."""
+    ring = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
+    return ring.float().mean(-1)
+
+
 class BatchAugment:
     """Horizontal flip, light colour jitter, random resized crop and zoom-out on N x 3 x H x W.
 
@@ -124,9 +131,7 @@ class BatchAugment:
         sizes = torch.where(chosen, (scale * h).round().clamp(1, h).long(), h)
         if bool((sizes == h).all()):
             return x
-        ring = torch.cat(
-            [x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1
-        )  # N x 3 x (2W + 2H - 4): the outermost ring of pixels
+        fill = border_colour(x)[:, :, None, None]  # N x 3 x 1 x 1
         out = x.clone()
         for size in sizes.unique().tolist():
             if size == h:
@@ -139,6 +144,6 @@ class BatchAugment:
             tops = (torch.rand(len(idx)) * (h - sh + 1)).long().tolist()
             lefts = (torch.rand(len(idx)) * (w - sw + 1)).long().tolist()
             for j, (i, top, left) in enumerate(zip(idx.tolist(), tops, lefts, strict=True)):
-                out[i] = ring[i].mean(-1)[:, None, None]
+                out[i] = fill[i]
                 out[i, :, top : top + sh, left : left + sw] = small[j]
         return out

@@ -22,6 +22,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
+from facemask_vae.data.augment import border_colour
+
 Shift = Callable[..., torch.Tensor]
 
 
@@ -51,16 +53,7 @@ def zoom_out(
     h, w = images.shape[-2:]
     sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
     small = TF.resize(images, [sh, sw], antialias=True)
-    ring = torch.cat(
-        [
-            images[..., 0, :],
-            images[..., -1, :],
-            images[..., 1:-1, 0],
-            images[..., 1:-1, -1],
-        ],
-        dim=-1,
-    )
-    border = ring.float().mean(-1).round().to(torch.uint8)  # N x 3
+    border = border_colour(images).round().to(torch.uint8)  # N x 3
     out = border[:, :, None, None].expand(-1, -1, h, w).clone()
     top, left = (h - sh) // 2, (w - sw) // 2
     out[..., top : top + sh, left : left + sw] = small
