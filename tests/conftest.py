@@ -3,12 +3,20 @@ eval.py report on them."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import TINY, compose_config, run_script
 
 from facemask_vae.training import train
+
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # pytest-xdist runs a worker per core: one torch thread each (and in the scripts they start),
+    # since workers whose OpenMP pools share the cores run several times slower than one alone
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 #: a few hundred 32 px synthetic faces and a small network (the helpers' TINY without its
 #: trainer switches, which the trainer config group may or may not have)
