@@ -29,6 +29,7 @@ EVAL_ARGS = [
     "temperatures=[1.0,0.7]",
     "skip_temperatures=[null,0.5]",
     "sampling_bn=[false,true]",
+    "sampling_bn_batches=2",
     "gmm_components=2",
     "iwae_k=4",
     "iwae_images=16",

@@ -325,3 +325,22 @@ def test_training_curves_are_read_per_epoch(runs):
 def test_packaged_inception_features_load_offline():
     feats = InceptionFeatures(inception_weights())(torch.rand(2, 3, 32, 32))
     assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("samplers=[prior,nope]", "samplers must be a non-empty subset"),
+        ("temperatures=[1.0,-0.5]", "temperatures a non-empty list of numbers >= 0"),
+        ("skip_temperatures=[-1]", "skip_temperatures"),
+        ("fid_settings=[headline,worst]", "fid_settings lists which sample sets get FID"),
+        ("gmm_components=0", "gmm_components must be >= 1"),
+        ("sampling_bn_batches=0", "sampling_bn_batches must be >= 1"),
+        ("shifts=[zoom_out,nope]", "nope"),
+    ],
+)
+def test_bad_eval_settings_are_refused_before_any_run_is_loaded(tmp_path, override, message):
+    """The run list names nothing that exists: the setting's own error must come first."""
+    cfg = compose_config([f"runs=[{tmp_path / 'no_such_run'}]", override], tmp_path, name="eval")
+    with pytest.raises(Exception, match=message):
+        evaluate(cfg, output_dir=tmp_path / "out")

@@ -76,6 +76,10 @@ def check_config(cfg: Any) -> None:
         )
     if int(cfg.gmm_components) < 1:
         raise ConfigError(f"gmm_components must be >= 1, got {cfg.gmm_components}")
+    if int(cfg.get("sampling_bn_batches", 20)) < 1:
+        raise ConfigError(
+            f"sampling_bn_batches must be >= 1 (batches of 250 samples), got {cfg.sampling_bn_batches}"
+        )
 
 
 def fid_settings(cfg: Any) -> list[str]:
@@ -102,6 +106,7 @@ def _draw(ctx: Context, i: int, sampler: LatentSampler, s: Setting) -> torch.Ten
                 sampler=sampler,
                 sampling_bn=s.sampling_bn,
                 skip_temperature=s.skip_temperature,
+                bn_batches=int(ctx.cfg.get("sampling_bn_batches", 20)),
             ).cpu()
             for b in _batches(n, ctx.bs, f"{ctx.names[i]}: {s}")
         ]
