@@ -259,6 +259,44 @@ def test_a_later_section_runs_alone_with_the_numbers_of_the_full_run(
         assert got[key] == expected, key
 
 
+def test_the_augmented_probe_adds_seeded_augmented_copies_and_leaves_the_plain_probe(
+    evaluated, tmp_path, monkeypatch
+):
+    """probe_augment: a second probe fitted on the training latents plus those of one augmented
+    copy per image (labels repeated); the plain probe's numbers are the full run's."""
+    import facemask_vae.evaluation.shifts as shifts_mod
+
+    out, args = evaluated
+    overrides = [a for a in args if not a.startswith("hydra.")]
+    opts = "probe_augment={zoom_out:0.5,zoom_out_p:1.0}"
+    cfg = compose_config([*overrides, opts], tmp_path, name="eval")
+    fits = []
+    fit = M.fit_probe
+    monkeypatch.setattr(
+        shifts_mod.M, "fit_probe", lambda z, y, **kw: fits.append((z, y)) or fit(z, y, **kw)
+    )
+    full = json.loads((out / "metrics.json").read_text())["metrics"]
+    ctx = load_everything(cfg, tmp_path)
+    section_shifts(ctx)
+    n = len(ctx.y_train)
+    aug_fits = [(z, y) for z, y in fits if len(z) == 2 * n]
+    assert len(aug_fits) == 2  # one per run
+    z, y = aug_fits[0]
+    assert (y[:n] == y[n:]).all() and (y[:n] == ctx.y_train.numpy()).all()
+    assert not torch.allclose(torch.as_tensor(z[:n]), torch.as_tensor(z[n:]))  # copies differ
+    for col, vals in full.items():
+        for key in (k for k in vals if k.startswith("shift.") and not k.endswith("_aug")):
+            assert ctx.values[col][key] == pytest.approx(vals[key], rel=1e-6), (col, key)
+    vae = ctx.values["vae_unet-linear"]
+    assert {"shift.none.probe_aug", "shift.zoom_out.probe_aug", "shift.mean.probe_aug"} <= set(vae)
+    mean = (vae["shift.zoom_out.probe_aug"] + vae["shift.grayscale.probe_aug"]) / 2
+    assert vae["shift.mean.probe_aug"] == pytest.approx(mean)
+    # seeded: a fresh context fits the same augmented probe
+    again = load_everything(cfg, tmp_path)
+    assert shifts_mod.augmented_probe(again, 0, shifts_mod.probe_augment(cfg)) is not None
+    assert torch.allclose(torch.as_tensor(fits[-1][0]), torch.as_tensor(aug_fits[0][0]))
+
+
 # ---- checkpoints -------------------------------------------------------------------------------
 
 
@@ -337,6 +375,8 @@ def test_packaged_inception_features_load_offline():
         ("gmm_components=0", "gmm_components must be >= 1"),
         ("sampling_bn_batches=0", "sampling_bn_batches must be >= 1"),
         ("shifts=[zoom_out,nope]", "nope"),
+        ("probe_augment={zoom_out:2.0}", "probe_augment takes data.augment's options"),
+        ("probe_augment={zoom:0.5}", "probe_augment takes data.augment's options"),
     ],
 )
 def test_bad_eval_settings_are_refused_before_any_run_is_loaded(tmp_path, override, message):

@@ -52,7 +52,7 @@ from facemask_vae.evaluation.shared import (
     top_latents,
     train_latents,
 )
-from facemask_vae.evaluation.shifts import section_shifts, shift_names
+from facemask_vae.evaluation.shifts import probe_augment, section_shifts, shift_names
 from facemask_vae.evaluation.skips import section_skips, swap_shares
 from facemask_vae.evaluation.training import section_training
 
@@ -111,6 +111,7 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     check_sample_config(cfg)
     shift_names(cfg)  # unknown shifts fail before anything is loaded
+    probe_augment(cfg)
     torch.manual_seed(int(cfg.seed))
     t_all = time.perf_counter()
     t0 = time.perf_counter()

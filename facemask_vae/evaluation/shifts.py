@@ -10,12 +10,14 @@ import torch
 from facemask_vae import metrics as M
 from facemask_vae import report as R
 from facemask_vae.config import ConfigError
+from facemask_vae.data.augment import BatchAugment
 from facemask_vae.data.shifts import DESCRIPTIONS, SHIFTS, apply_shift
 from facemask_vae.evaluation.context import REFERENCE, Context, _cnn_predict
 from facemask_vae.evaluation.probes import latent_probe
-from facemask_vae.evaluation.shared import _cached, _encode
+from facemask_vae.evaluation.shared import _cached, _encode, test_latents, train_latents
 
 SEED_OFFSET = 17  # the shifts' draws: seed + 17 + the shift's place in SHIFTS
+AUGMENT_SEED_OFFSET = 31  # the augmented probe's training copies: seed + 31
 
 
 def shift_names(cfg: Any) -> list[str]:
@@ -32,6 +34,41 @@ def shift_names(cfg: Any) -> list[str]:
     return names
 
 
+def probe_augment(cfg: Any) -> BatchAugment | None:
+    """The augmentation whose copies of the training images also train the ``probe_aug`` probe
+    (``probe_augment``: data.augment's options; null or absent: no such probe), checked."""
+    opts = cfg.get("probe_augment")
+    if not opts:
+        return None
+    try:
+        aug = BatchAugment(**{"hflip": 0.0, **dict(opts)})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"probe_augment takes data.augment's options, e.g. {{zoom_out: 0.55, zoom_out_p: 1.0}}"
+            f": {exc}"
+        ) from exc
+    return aug if aug.enabled else None
+
+
+def augmented_probe(ctx: Context, i: int, aug: BatchAugment) -> Any:
+    """Run ``i``'s logistic-regression probe fitted on the latents of the probe's training images
+    and of one augmented copy of each (seeded); cached."""
+
+    def fit() -> Any:
+        x = ctx.x_train
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(ctx.cfg.seed) + AUGMENT_SEED_OFFSET)
+            copies = torch.cat(
+                [aug(x[j : j + 512].float().div(255)) for j in range(0, len(x), 512)]
+            )
+        copies = copies.mul(255).round().to(torch.uint8)
+        z = torch.cat([train_latents(ctx, i), _encode(ctx, ctx.runs[i], copies, "augmented")])
+        y = torch.cat([ctx.y_train, ctx.y_train]).numpy()
+        return M.fit_probe(z, y, kind="logreg", seed=int(ctx.cfg.seed))
+
+    return _cached(ctx, (ctx.names[i], "probe_aug"), fit)
+
+
 def shifted_test_images(ctx: Context, name: str) -> torch.Tensor:
     """The test split under shift ``name`` (uint8), seeded by the shift alone, so choosing other
     shifts leaves its numbers as they are; cached."""
@@ -45,26 +82,39 @@ def section_shifts(ctx: Context) -> None:
         return
     ctx.heading(f"Mask probes under distribution shift ({ctx.cfg.split} images, shifted)")
     yte = ctx.y_test.numpy()
-    probe_acc: dict[str, list[float]] = {n: [] for n in ctx.names}
+    aug = probe_augment(ctx.cfg)
+    kinds = ["probe", "probe_aug"] if aug is not None else ["probe"]
+    probe_acc: dict[tuple[str, str], list[float]] = {(n, k): [] for n in ctx.names for k in kinds}
     cnn_acc: list[float] = []
+
+    def accuracy(i: int, kind: str, z: torch.Tensor) -> float:
+        probe = latent_probe(ctx, i, "logreg") if kind == "probe" else augmented_probe(ctx, i, aug)
+        return M.classification_scores(yte, M.probe_probs(probe, z))["accuracy"]
+
+    if aug is not None:
+        for i, name in enumerate(ctx.names):
+            acc = accuracy(i, "probe_aug", test_latents(ctx, i))
+            ctx.put(name, "shift.none.probe_aug", acc, "unshifted: augmented-probe accuracy")
     for shift in names:
         images = shifted_test_images(ctx, shift)
         desc = DESCRIPTIONS[shift]
         for i, name in enumerate(ctx.names):
             z = _encode(ctx, ctx.runs[i], images, f"{name}: latents, {shift}")
-            probs = M.probe_probs(latent_probe(ctx, i, "logreg"), z)
-            acc = M.classification_scores(yte, probs)["accuracy"]
-            probe_acc[name].append(acc)
-            ctx.put(name, f"shift.{shift}.probe", acc, f"{desc}: linear-probe accuracy")
+            for kind in kinds:
+                acc = accuracy(i, kind, z)
+                probe_acc[name, kind].append(acc)
+                what = "linear-probe" if kind == "probe" else "augmented-probe"
+                ctx.put(name, f"shift.{shift}.{kind}", acc, f"{desc}: {what} accuracy")
         acc = M.classification_scores(yte, _cnn_predict(ctx, images)[1].numpy())["accuracy"]
         cnn_acc.append(acc)
         ctx.put(REFERENCE, f"shift.{shift}.cnn", acc, f"{desc}: supervised-CNN accuracy")
-    for name in ctx.names:
+    for (name, kind), accs in probe_acc.items():
+        what = "linear-probe" if kind == "probe" else "augmented-probe"
         ctx.put(
             name,
-            "shift.mean.probe",
-            sum(probe_acc[name]) / len(names),
-            f"mean over the {len(names)} shifts: linear-probe accuracy",
+            f"shift.mean.{kind}",
+            sum(accs) / len(names),
+            f"mean over the {len(names)} shifts: {what} accuracy",
         )
     ctx.put(
         REFERENCE,
@@ -80,7 +130,14 @@ def section_shifts(ctx: Context) -> None:
         + ". A model's number is the logistic-regression probe of section 5, fitted on latents of "
         "the unshifted training images, scored on the latents of the shifted test images; the "
         "reference column is the domain CNN on the shifted images. Compare with the unshifted "
-        "logistic-regression and CNN accuracies of section 5.",
+        "logistic-regression and CNN accuracies of section 5."
+        + (
+            f" The augmented probe (probe_aug) is the same logistic regression fitted on those "
+            f"latents and on the latents of one augmented copy of each training image "
+            f"(probe_augment: {dict(ctx.cfg.probe_augment)}); shift.none is its unshifted accuracy."
+            if aug is not None
+            else ""
+        ),
     )
     n_show = min(int(ctx.cfg.n_show), len(ctx.y_test))
     floats = ctx.dm.to_float
