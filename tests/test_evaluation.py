@@ -111,10 +111,15 @@ def test_every_number_in_metrics_json_is_finite(evaluated):
     assert {"samples.fd_cnn", "samples.fd_cnn_best", "samples.best"} <= set(ae)
     # the best setting is the one with the lowest domain FD in the table of every setting
     table = doc["tables"]["samples"]
-    # samplers x temperatures x BN statistics, x 2 skip temperatures for the U-Net VAE only
-    assert len(table) == 2 * 2 * 2 * 2 + 2 * 2 * 2
+    # samplers x temperatures x BN statistics, x 2 skip temperatures for the U-Net VAE only, whose
+    # gaussian_all (every level fitted: no skip level drawn) takes no skip temperature; none
+    # for the AE, which has no skip levels
+    assert len(table) == 2 * 2 * 2 * 2 + 2 * 2 + 2 * 2 * 2
     unet_skip_ts = {r["skip_temperature"] for r in table if r["model"] == "vae_unet-linear"}
     assert unet_skip_ts == {None, 0.5}
+    joint = [r for r in table if r["sampler"] == "gaussian_all"]
+    assert {r["model"] for r in joint} == {"vae_unet-linear"} and len(joint) == 4
+    assert {r["skip_temperature"] for r in joint} == {None}
     assert {r["skip_temperature"] for r in table if r["model"] == "ae"} == {None}
     for col in ("ae", "vae_unet-linear"):
         rows = [r for r in table if r["model"] == col]

@@ -7,6 +7,7 @@ from torch import nn
 from facemask_vae.losses import kl_balance_weights
 from facemask_vae.models import AE, VAE
 from facemask_vae.sampling import (
+    GaussianMixtureSampler,
     PriorSampler,
     SamplingStats,
     estimate_bn_stats,
@@ -189,6 +190,39 @@ def test_fitted_sampler_drives_the_decoder():
     assert torch.allclose(x, ref, atol=1e-2)
     with pytest.raises(ValueError, match="8-d"):
         m.sample(2, sampler=PriorSampler(5))
+
+
+def _point_masses(codes: torch.Tensor) -> GaussianMixtureSampler:
+    """A mixture with one zero-spread component at each row of ``codes``."""
+    n, d = codes.shape
+    return GaussianMixtureSampler(torch.ones(n), codes, torch.zeros(n, d, d))
+
+
+def test_a_sampler_of_every_level_decodes_its_codes_in_the_levels_order():
+    """A point mass at an image's flattened codes of every level samples its reconstruction: the
+    split into levels and their shapes is the encoder's own (a swapped level would not be)."""
+    m = _small(skip="variational", skip_levels=[0, 2]).eval()
+    for level in m.decoder.ladder:  # posteriors away from their priors: the codes matter
+        torch.nn.init.normal_(level.posterior[-1].weight, std=0.5)
+    x = torch.rand(1, 3, 32, 32)
+    flat = m.flatten_codes(m.encode_all(x))
+    assert flat.shape == (1, sum(m.latent_sizes)) == (1, 8 + 4 * 4**2 + 4 * 16**2)
+    got = m.sample(2, generator=_gen(0), sampler=_point_masses(flat), sampling_bn=False)
+    want = m.reconstruct(x).expand(2, -1, -1, -1)
+    assert torch.allclose(got, want, atol=1e-5)
+    # only the top latent given: the skip levels come from their priors, another image
+    top_only = m.sample(1, generator=_gen(0), sampler=_point_masses(flat[:, :8]), sampling_bn=False)
+    assert not torch.allclose(top_only, want[:1], atol=1e-3)
+    with pytest.raises(ValueError, match="all its levels 1096-d"):
+        m.sample(1, sampler=PriorSampler(100))
+
+
+def test_samplers_of_every_level_are_fitted_like_the_top_ones_and_named_apart():
+    z = torch.randn(300, 6)
+    for kind, components in (("gaussian_all", 1), ("gmm_all", 3)):
+        s = make_sampler(kind, 6, z, n_components=components, seed=0)
+        assert s.name == kind and len(s.weights) == components and s.dim == 6
+    assert make_sampler("gaussian", 6, z).name == "gaussian"
 
 
 def test_models_without_batchnorm_sample_unchanged():

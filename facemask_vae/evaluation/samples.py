@@ -1,6 +1,7 @@
 """Section 2, random samples: every model from every sampler (its N(0, I) prior, or a Gaussian or
-Gaussian mixture fitted to its training latents) at every temperature, normalised with BN
-statistics for sampling; their distance to the test images in domain-CNN and Inception features.
+Gaussian mixture fitted to its training latents: the top latent's, or with ``*_all`` the codes of
+every level at once) at every temperature, normalised with BN statistics for sampling; their
+distance to the test images in domain-CNN and Inception features.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from facemask_vae import metrics as M
 from facemask_vae import report as R
 from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, _batches, _cnn_predict, _gen
-from facemask_vae.evaluation.shared import sampler_latents
+from facemask_vae.evaluation.shared import sampler_codes_all, sampler_latents
 from facemask_vae.sampling import SAMPLERS, LatentSampler, make_sampler
+from facemask_vae.sampling.samplers import ALL_LEVELS
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,19 @@ def fid_settings(cfg: Any) -> list[str]:
 
 
 def fitted_samplers(ctx: Context, i: int, kinds: list[str]) -> dict[str, LatentSampler]:
-    """Run ``i``'s samplers, the fitted ones fitted to its training latents."""
-    z = sampler_latents(ctx, i) if set(kinds) - {"prior"} else None
-    dim = ctx.runs[i].model.latent_dim
+    """Run ``i``'s samplers, the fitted ones fitted to its training latents (the ``*_all`` ones
+    to the codes of every level; only for models with skip levels)."""
     k, seed = int(ctx.cfg.gmm_components), int(ctx.cfg.seed)
-    return {s: make_sampler(s, dim, z, n_components=k, seed=seed) for s in kinds}
+    out = {}
+    for s in kinds:
+        if s in ALL_LEVELS:
+            z = sampler_codes_all(ctx, i)
+        else:
+            z = sampler_latents(ctx, i) if s != "prior" else None
+        out[s] = make_sampler(
+            s, ctx.runs[i].model.latent_dim if z is None else z.shape[1], z, k, seed
+        )
+    return out
 
 
 def _draw(ctx: Context, i: int, sampler: LatentSampler, s: Setting) -> torch.Tensor:
@@ -148,12 +158,19 @@ def section_samples(ctx: Context) -> None:
     ctx.heading(f"Random samples ({int(cfg.n_samples)} per model; headline: {headline})")
     rows, heads, bests = [], [], []
     for i, name in enumerate(ctx.names):
-        samplers = fitted_samplers(ctx, i, sorted({s.sampler for s in grid}))
+        # a skip temperature only changes models with skip latents drawn from their priors, and
+        # samplers of every level only differ from the top-only ones for models with skips: the
+        # others draw each set once
+        has_skips = len(ctx.runs[i].model.latent_sizes) > 1
+        model_grid = [
+            s
+            for s in grid
+            if (has_skips or s.sampler not in ALL_LEVELS)
+            and (s.skip_temperature is None or (has_skips and s.sampler not in ALL_LEVELS))
+        ]
+        samplers = fitted_samplers(ctx, i, sorted({s.sampler for s in model_grid}))
         best: SampleSet | None = None
         head: SampleSet | None = None
-        # a skip temperature only changes models with skip latents: the others draw each set once
-        has_skips = len(ctx.runs[i].model.latent_sizes) > 1
-        model_grid = [s for s in grid if has_skips or s.skip_temperature is None]
         for s in model_grid:
             images = _draw(ctx, i, samplers[s.sampler], s)
             cur = SampleSet(s, images, _cnn_metrics(ctx, images))
@@ -252,7 +269,9 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
         "samples",
         "Every setting (metrics.json `tables.samples`). *sampling* BN statistics are "
         "re-estimated on samples of that sampler and temperature, *training* ones are those "
-        "gathered on posterior codes. FID is measured for "
+        "gathered on posterior codes. The `*_all` samplers (models with skip levels only) fit "
+        "the posterior means of every level at once, so no skip level comes from its prior. "
+        "FID is measured for "
         + ("every setting" if "all" in fid_settings(cfg) else " and ".join(fid_settings(cfg)))
         + ".\n\n"
         + "\n".join(lines),

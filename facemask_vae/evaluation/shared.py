@@ -62,20 +62,45 @@ def train_latents(ctx: Context, i: int) -> torch.Tensor:
     )
 
 
+def _sampler_images(ctx: Context) -> torch.Tensor:
+    """The training images the fitted samplers are fitted to: all of the training split, or a
+    seeded subset of ``sampler_fit_max``."""
+    images = ctx.dm.dataset("train").images
+    limit = ctx.cfg.get("sampler_fit_max")
+    if limit is not None and int(limit) < len(images):
+        g = torch.Generator().manual_seed(int(ctx.cfg.seed) + 5)
+        images = images[torch.randperm(len(images), generator=g)[: int(limit)].sort().values]
+    return images
+
+
 def sampler_latents(ctx: Context, i: int) -> torch.Tensor:
-    """Top latent means of run ``i`` on the training images the fitted samplers are fitted to:
-    all of the training split, or a seeded subset of ``sampler_fit_max``."""
+    """Top latent means of run ``i`` on the samplers' training images (N x latent_dim)."""
     name = ctx.names[i]
+    return _cached(
+        ctx,
+        (name, "sampler_latents"),
+        lambda: _encode(
+            ctx, ctx.runs[i], _sampler_images(ctx), f"{name}: latents for the samplers"
+        ),
+    )
+
+
+def sampler_codes_all(ctx: Context, i: int) -> torch.Tensor:
+    """Posterior means of every latent level of run ``i`` on the samplers' training images,
+    flattened top first (N x sum(model.latent_sizes)): what the ``*_all`` samplers fit."""
+    name, model = ctx.names[i], ctx.runs[i].model
+    n_levels = len(model.latent_sizes)
 
     def compute() -> torch.Tensor:
-        images = ctx.dm.dataset("train").images
-        limit = ctx.cfg.get("sampler_fit_max")
-        if limit is not None and int(limit) < len(images):
-            g = torch.Generator().manual_seed(int(ctx.cfg.seed) + 5)
-            images = images[torch.randperm(len(images), generator=g)[: int(limit)].sort().values]
-        return _encode(ctx, ctx.runs[i], images, f"{name}: latents for the samplers")
+        images = _sampler_images(ctx)
+        return torch.cat(
+            [
+                model.flatten_codes(_encode_all(model, ctx.floats(images[s]))[:n_levels]).cpu()
+                for s in _batches(len(images), ctx.bs, f"{name}: codes of every level")
+            ]
+        )
 
-    return _cached(ctx, (name, "sampler_latents"), compute)
+    return _cached(ctx, (name, "sampler_codes_all"), compute)
 
 
 # ---- one pass over the test split per run --------------------------------------------------------

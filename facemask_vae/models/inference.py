@@ -31,7 +31,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 class InferenceAPI:
     """Mixin for :class:`~facemask_vae.models.base.AutoEncoderBase`: it reads the module's
-    ``encoder``/``decoder``, ``likelihood``, ``latent_dim``, ``sampling_stats`` and
+    ``encoder``/``decoder``, ``likelihood``, ``latent_dim``, ``latent_sizes``, ``sampling_stats`` and
     ``sampling_bn_batches``/``sampling_bn_batch``, and the subclass's ``encode_all``."""
 
     @contextlib.contextmanager
@@ -80,18 +80,37 @@ class InferenceAPI:
         False uses the statistics gathered in training, on posterior codes. ``bn_batches``
         overrides ``sampling_bn_batches`` (batches of ``sampling_bn_batch`` samples) for a cheaper
         estimate, as the image callback makes every epoch.
+
+        A sampler of ``sum(latent_sizes)`` dimensions draws every level at once (a density
+        fitted to the codes of every level, ``gaussian_all``/``gmm_all``): its codes are split
+        into the top latent and the skip levels, and no skip level is drawn from its prior.
         """
         sampler = sampler or PriorSampler(self.latent_dim)
-        if sampler.dim != self.latent_dim:
+        if sampler.dim not in (self.latent_dim, sum(self.latent_sizes)):
             raise ValueError(
-                f"sampler draws {sampler.dim}-d codes; the model's are {self.latent_dim}-d"
+                f"sampler draws {sampler.dim}-d codes; the model's top latent is "
+                f"{self.latent_dim}-d and all its levels {sum(self.latent_sizes)}-d"
             )
         skip_t = float(temperature if skip_temperature is None else skip_temperature)
         with self._inference():
             z = sampler.draw(n, temperature, generator, self.device)
             with self._sampling_bn(sampler, temperature, skip_t, sampling_bn, bn_batches):
-                dec = self.decoder(z, temperature=skip_t, generator=generator)
+                dec = self._decode_drawn(z, skip_t, generator)
             return self.likelihood.mean(dec.out)
+
+    def flatten_codes(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        """``encode_all``'s codes of every level as one B x sum(latent_sizes) matrix."""
+        return torch.cat([c.flatten(1) for c in codes], dim=1)
+
+    def _decode_drawn(self, z: torch.Tensor, skip_t: float, generator: torch.Generator | None):
+        """The decoder's output for drawn codes: top latents (skip levels from their priors at
+        ``skip_t``) or the codes of every level, flattened (split back into their shapes)."""
+        if z.shape[1] == self.latent_dim:
+            return self.decoder(z, temperature=skip_t, generator=generator)
+        top, *flat = z.split(self.latent_sizes, dim=1)
+        shapes = self.decoder.skip_latent_shapes()
+        skips = [f.reshape(len(z), *shape) for f, shape in zip(flat, shapes, strict=True)]
+        return self.decoder(top, skips=skips)
 
     @contextlib.contextmanager
     def _sampling_bn(
@@ -116,7 +135,7 @@ class InferenceAPI:
 
             def forward() -> None:
                 z = sampler.draw(self.sampling_bn_batch, temperature, g, self.device)
-                self.decoder(z, temperature=skip_temperature, generator=g)
+                self._decode_drawn(z, skip_temperature, g)
 
             return estimate_bn_stats(self.decoder, forward, batches)
 

@@ -178,12 +178,16 @@ class Decoder(nn.Module):
     def n_skips(self) -> int:
         return len(self.levels)
 
-    def skip_latent_sizes(self) -> list[int]:
-        """Latent dimensions of each variational skip level, coarsest first (C x H x W)."""
+    def skip_latent_shapes(self) -> list[tuple[int, int, int]]:
+        """(C, H, W) of each variational skip level's latent, coarsest first."""
         if self.skip != "variational":
             return []
         c = self.ladder[0].project.in_channels
-        return [c * (self.bottom * 2**level) ** 2 for level in self.levels]
+        return [(c, self.bottom * 2**level, self.bottom * 2**level) for level in self.levels]
+
+    def skip_latent_sizes(self) -> list[int]:
+        """Latent dimensions of each variational skip level, coarsest first (C x H x W)."""
+        return [c * h * w for c, h, w in self.skip_latent_shapes()]
 
     def forward(
         self,

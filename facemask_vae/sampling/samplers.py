@@ -13,7 +13,10 @@ import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 
-SAMPLERS = ("prior", "gaussian", "gmm")
+SAMPLERS = ("prior", "gaussian", "gmm", "gaussian_all", "gmm_all")
+#: fitted to the codes of every latent level at once (top and skip levels, flattened): for models
+#: with skip levels these replace the skip levels' top-down priors too
+ALL_LEVELS = ("gaussian_all", "gmm_all")
 
 
 def _randn(
@@ -119,7 +122,8 @@ def make_sampler(
     n_components: int = 10,
     seed: int = 0,
 ) -> LatentSampler:
-    """A sampler by name: ``prior``, or ``gaussian``/``gmm`` fitted to ``latents`` (N x dim)."""
+    """A sampler by name: ``prior``, or ``gaussian``/``gmm`` fitted to ``latents`` (N x dim); the
+    ``*_all`` kinds are the same densities, named for codes of every level (dim: all of them)."""
     if kind not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {kind!r}")
     if kind == "prior":
@@ -128,4 +132,7 @@ def make_sampler(
         raise ValueError(f"the {kind} sampler is fitted to training latents: pass them")
     if latents.dim() != 2 or latents.shape[1] != dim:
         raise ValueError(f"latents must be N x {dim}, got {tuple(latents.shape)}")
-    return fit_gaussian(latents) if kind == "gaussian" else fit_gmm(latents, n_components, seed)
+    base = kind.removesuffix("_all")
+    sampler = fit_gaussian(latents) if base == "gaussian" else fit_gmm(latents, n_components, seed)
+    sampler.name = kind
+    return sampler
