@@ -40,6 +40,7 @@ PARTS: dict[str, tuple[str, list[str]]] = {
             f"x{SEP}VariationalSkip{SEP}*",
             f"x{SEP}Decoder{SEP}_variational_skip",
             f"x{SEP}Decoder{SEP}skip_latent_sizes",
+            f"x{SEP}Decoder{SEP}skip_latent_shapes",
         ],
     ),
 }
