@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, TINY
+from helpers import ROOT, TINY, compose_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from facemask_vae.checkpoints import AtomicCheckpointIO
+from facemask_vae.training import train
 
 STEPS_PER_EPOCH = 192 // 32  # TINY: 192 training images, batch 32
 EPOCHS = 4
@@ -27,9 +28,8 @@ def _last(run_dir: Path) -> dict[str, tuple[int, float]]:
     return {t: (acc.Scalars(t)[-1].step, acc.Scalars(t)[-1].value) for t in acc.Tags()["scalars"]}
 
 
-def _train(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    common = [
+def _overrides() -> list[str]:
+    return [
         *TINY,
         "model=vae",
         "anneal=cyclic",
@@ -38,10 +38,20 @@ def _train(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
         "trainer.deterministic=true",
         f"trainer.max_epochs={EPOCHS}",
         "test=false",
-        f"hydra.run.dir={run_dir}",
     ]
+
+
+def _train(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
+    """train.py in a subprocess: the run that gets SIGKILLed."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *common, *args],
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *_overrides(),
+            *args,
+            f"hydra.run.dir={run_dir}",
+        ],
         cwd=run_dir.parent,
         env=env,
         capture_output=True,
@@ -50,10 +60,17 @@ def _train(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
     )
 
 
+def _train_here(args: list[str], run_dir: Path) -> None:
+    """The same run in this process (no interpreter start-up): the reference and the resume."""
+    try:
+        train(compose_config([*_overrides(), *args], run_dir))
+    finally:
+        torch.use_deterministic_algorithms(False)  # trainer.deterministic sets it process-wide
+
+
 @pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_its_steps_schedules_and_optimiser(tmp_path):
-    straight = _train([], tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    _train_here([], tmp_path / "straight")
 
     run = tmp_path / "killed"
     kill_step = STEPS_PER_EPOCH + STEPS_PER_EPOCH // 2  # the middle of the second epoch
@@ -65,8 +82,7 @@ def test_a_run_killed_mid_epoch_resumes_its_steps_schedules_and_optimiser(tmp_pa
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == STEPS_PER_EPOCH  # the end of the first epoch: intact
 
-    resumed = _train(["ckpt_path=last"], run)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _train_here(["ckpt_path=last"], run)
 
     a, b = _last(tmp_path / "straight"), _last(run)
     total = EPOCHS * STEPS_PER_EPOCH
