@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import hydra
+import numpy as np
 import pytest
 import torch
 from helpers import compose_config
@@ -27,6 +28,7 @@ from facemask_vae.evaluation import (
     section_skips,
     swap_shares,
 )
+from facemask_vae.evaluation.probes import latent_probe
 from facemask_vae.fid import InceptionFeatures, inception_weights
 from facemask_vae.iwae import importance_log_weights
 from facemask_vae.models import VAE
@@ -296,6 +298,9 @@ def test_the_augmented_probe_adds_seeded_augmented_copies_and_leaves_the_plain_p
     assert {"shift.none.probe_aug", "shift.zoom_out.probe_aug", "shift.mean.probe_aug"} <= set(vae)
     mean = (vae["shift.zoom_out.probe_aug"] + vae["shift.grayscale.probe_aug"]) / 2
     assert vae["shift.mean.probe_aug"] == pytest.approx(mean)
+    plain = latent_probe(ctx, 0)
+    augmented = shifts_mod.augmented_probe(ctx, 0, shifts_mod.probe_augment(cfg))
+    assert not np.allclose(plain[-1].coef_, augmented[-1].coef_)  # not the plain probe again
     # seeded: a fresh context fits the same augmented probe
     again = load_everything(cfg, tmp_path)
     assert shifts_mod.augmented_probe(again, 0, shifts_mod.probe_augment(cfg)) is not None
@@ -382,6 +387,8 @@ def test_packaged_inception_features_load_offline():
         ("shifts=[zoom_out,nope]", "nope"),
         ("probe_augment={zoom_out:2.0}", "probe_augment takes data.augment's options"),
         ("probe_augment={zoom:0.5}", "probe_augment takes data.augment's options"),
+        ("probe_augment={zoom_out:1.0}", "changes no image"),
+        ("sampling_bn_batches=null", "sampling_bn_batches must be >= 1"),
     ],
 )
 def test_bad_eval_settings_are_refused_before_any_run_is_loaded(tmp_path, override, message):

@@ -356,3 +356,20 @@ def test_ae_samples_with_fitted_latents_too():
     m.sampling_bn_batches, m.sampling_bn_batch = 2, 16
     s = make_sampler("gmm", 8, torch.randn(100, 8), n_components=2)
     assert m.sample(3, sampler=s, generator=_gen(0)).shape == (3, 3, 32, 32)
+
+
+def test_each_model_draws_only_the_settings_that_change_it():
+    """Skip temperatures only for models with skip levels; the *_all samplers only for those, and
+    with no skip temperature (they draw every level), even when none is configured as null."""
+    from facemask_vae.evaluation.samples import Setting, model_settings
+
+    grid = [
+        Setting(sampler, 1.0, True, skip_t)
+        for sampler in ("prior", "gaussian_all")
+        for skip_t in (None, 0.5)
+    ]
+    with_skips = model_settings(grid, has_skips=True)
+    assert with_skips == [grid[0], grid[1], Setting("gaussian_all", 1.0, True, None)]
+    assert model_settings(grid, has_skips=False) == [grid[0]]
+    only_half = [s for s in grid if s.skip_temperature == 0.5]
+    assert Setting("gaussian_all", 1.0, True, None) in model_settings(only_half, has_skips=True)

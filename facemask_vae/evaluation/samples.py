@@ -6,6 +6,7 @@ distance to the test images in domain-CNN and Inception features.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,21 @@ def settings(cfg: Any) -> tuple[list[Setting], Setting]:
     return [headline, *(s for s in grid if s != headline)], headline
 
 
+def model_settings(grid: list[Setting], has_skips: bool) -> list[Setting]:
+    """The settings a model draws, in order: a skip temperature only changes models whose skip
+    levels come from their priors, and the ``*_all`` samplers, which draw every level, only
+    exist for models with skip levels (with no skip temperature)."""
+    out: list[Setting] = []
+    for s in grid:
+        if s.sampler in ALL_LEVELS and has_skips:
+            s = dataclasses.replace(s, skip_temperature=None)
+        elif s.sampler in ALL_LEVELS or (s.skip_temperature is not None and not has_skips):
+            continue
+        if s not in out:
+            out.append(s)
+    return out
+
+
 def check_config(cfg: Any) -> None:
     """Refuse bad sample settings before anything is loaded, with the fix."""
     settings(cfg)
@@ -78,7 +94,8 @@ def check_config(cfg: Any) -> None:
         )
     if int(cfg.gmm_components) < 1:
         raise ConfigError(f"gmm_components must be >= 1, got {cfg.gmm_components}")
-    if int(cfg.get("sampling_bn_batches", 20)) < 1:
+    bn_batches = cfg.get("sampling_bn_batches", 20)
+    if not isinstance(bn_batches, int) or isinstance(bn_batches, bool) or bn_batches < 1:
         raise ConfigError(
             f"sampling_bn_batches must be >= 1 (batches of 250 samples), got {cfg.sampling_bn_batches}"
         )
@@ -158,16 +175,7 @@ def section_samples(ctx: Context) -> None:
     ctx.heading(f"Random samples ({int(cfg.n_samples)} per model; headline: {headline})")
     rows, heads, bests = [], [], []
     for i, name in enumerate(ctx.names):
-        # a skip temperature only changes models with skip latents drawn from their priors, and
-        # samplers of every level only differ from the top-only ones for models with skips: the
-        # others draw each set once
-        has_skips = len(ctx.runs[i].model.latent_sizes) > 1
-        model_grid = [
-            s
-            for s in grid
-            if (has_skips or s.sampler not in ALL_LEVELS)
-            and (s.skip_temperature is None or (has_skips and s.sampler not in ALL_LEVELS))
-        ]
+        model_grid = model_settings(grid, len(ctx.runs[i].model.latent_sizes) > 1)
         samplers = fitted_samplers(ctx, i, sorted({s.sampler for s in model_grid}))
         best: SampleSet | None = None
         head: SampleSet | None = None

@@ -36,18 +36,22 @@ def shift_names(cfg: Any) -> list[str]:
 
 def probe_augment(cfg: Any) -> BatchAugment | None:
     """The augmentation whose copies of the training images also train the ``probe_aug`` probe
-    (``probe_augment``: data.augment's options; null or absent: no such probe), checked."""
+    (``probe_augment``: data.augment's options, hflip 0 unless given; null or absent: no such
+    probe), checked: one that changes nothing is refused."""
     opts = cfg.get("probe_augment")
     if not opts:
         return None
+    example = "e.g. {zoom_out: 0.55, zoom_out_p: 1.0}"
     try:
         aug = BatchAugment(**{"hflip": 0.0, **dict(opts)})
     except (TypeError, ValueError) as exc:
+        raise ConfigError(f"probe_augment takes data.augment's options, {example}: {exc}") from exc
+    if not aug.enabled:
         raise ConfigError(
-            f"probe_augment takes data.augment's options, e.g. {{zoom_out: 0.55, zoom_out_p: 1.0}}"
-            f": {exc}"
-        ) from exc
-    return aug if aug.enabled else None
+            f"probe_augment={dict(opts)} changes no image: data.augment's options, {example}; "
+            "null turns the augmented probe off"
+        )
+    return aug
 
 
 def augmented_probe(ctx: Context, i: int, aug: BatchAugment) -> Any:
@@ -61,7 +65,7 @@ def augmented_probe(ctx: Context, i: int, aug: BatchAugment) -> Any:
             copies = torch.cat(
                 [aug(x[j : j + 512].float().div(255)) for j in range(0, len(x), 512)]
             )
-        copies = copies.mul(255).round().to(torch.uint8)
+        copies = copies.mul(255).round().clamp(0, 255).to(torch.uint8)
         z = torch.cat([train_latents(ctx, i), _encode(ctx, ctx.runs[i], copies, "augmented")])
         y = torch.cat([ctx.y_train, ctx.y_train]).numpy()
         return M.fit_probe(z, y, kind="logreg", seed=int(ctx.cfg.seed))

@@ -128,7 +128,7 @@ class InferenceAPI:
         # the prior is the same at every call; a fitted sampler is its own object
         batches = int(batches or self.sampling_bn_batches)
         owner = "" if isinstance(sampler, PriorSampler) else id(sampler)
-        key = (sampler.name, owner, float(temperature), skip_temperature, batches)
+        key = (sampler.name, sampler.dim, owner, float(temperature), skip_temperature, batches)
 
         def estimate() -> dict[str, torch.Tensor]:
             g = torch.Generator(device=self.device).manual_seed(0)  # the same stats every time
