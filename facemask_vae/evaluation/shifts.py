@@ -18,6 +18,7 @@ from facemask_vae.evaluation.shared import _cached, _encode, test_latents, train
 
 SEED_OFFSET = 17  # the shifts' draws: seed + 17 + the shift's place in SHIFTS
 AUGMENT_SEED_OFFSET = 31  # the augmented probe's training copies: seed + 31
+PROBE_NAMES = {"probe": "linear-probe", "probe_aug": "augmented-probe"}  # key -> report words
 
 
 def shift_names(cfg: Any) -> list[str]:
@@ -107,18 +108,16 @@ def section_shifts(ctx: Context) -> None:
             for kind in kinds:
                 acc = accuracy(i, kind, z)
                 probe_acc[name, kind].append(acc)
-                what = "linear-probe" if kind == "probe" else "augmented-probe"
-                ctx.put(name, f"shift.{shift}.{kind}", acc, f"{desc}: {what} accuracy")
+                ctx.put(name, f"shift.{shift}.{kind}", acc, f"{desc}: {PROBE_NAMES[kind]} accuracy")
         acc = M.classification_scores(yte, _cnn_predict(ctx, images)[1].numpy())["accuracy"]
         cnn_acc.append(acc)
         ctx.put(REFERENCE, f"shift.{shift}.cnn", acc, f"{desc}: supervised-CNN accuracy")
     for (name, kind), accs in probe_acc.items():
-        what = "linear-probe" if kind == "probe" else "augmented-probe"
         ctx.put(
             name,
             f"shift.mean.{kind}",
             sum(accs) / len(names),
-            f"mean over the {len(names)} shifts: {what} accuracy",
+            f"mean over the {len(names)} shifts: {PROBE_NAMES[kind]} accuracy",
         )
     ctx.put(
         REFERENCE,
