@@ -24,11 +24,13 @@ from facemask_vae.evaluation import (
     interpolation_pairs,
     load_everything,
     section_probes,
+    section_samples,
     section_shifts,
     section_skips,
     swap_shares,
 )
 from facemask_vae.evaluation.probes import latent_probe
+from facemask_vae.evaluation.sample_fid import SampleFid
 from facemask_vae.fid import InceptionFeatures, inception_weights
 from facemask_vae.iwae import importance_log_weights
 from facemask_vae.models import VAE
@@ -266,6 +268,35 @@ def test_a_later_section_runs_alone_with_the_numbers_of_the_full_run(
         assert got[key] == expected, key
 
 
+@pytest.mark.parametrize("favoured", [1.0, 0.5])
+def test_best_by_fid_measures_every_setting_and_picks_the_lowest_fid(
+    evaluated, tmp_path, monkeypatch, favoured
+):
+    """A stand-in FID favours one temperature: with ``best_by=fid`` that one is each model's
+    best, whichever the domain FD prefers, and every setting has its FID."""
+
+    class FakeFid:
+        def __call__(self, images, desc, feats=None):
+            fid = 1.0 if desc.endswith(f"T {favoured:g}") else 2.0
+            return {"fid": fid, "kid": fid / 10, "kid_std": 0.0}
+
+        def real_features(self, images, labels, what):
+            return None
+
+    monkeypatch.setattr(SampleFid, "create", classmethod(lambda cls, ctx: FakeFid()))
+    _, args = evaluated
+    grid = ["fid=true", "best_by=fid", "samplers=[prior]", "temperatures=[1.0,0.5]"]
+    grid += ["skip_temperatures=[null]", "sampling_bn=[true]"]
+    keep = [a for a in args if not a.startswith(("hydra.", *(g.split("=")[0] + "=" for g in grid)))]
+    ctx = load_everything(compose_config([*keep, *grid], tmp_path, name="eval"), tmp_path)
+    section_samples(ctx)
+    rows = ctx.tables["samples"]
+    assert len(rows) == 4 and all("fid" in r for r in rows)  # 2 models x 2 temperatures
+    for name in ("vae_unet-linear", "ae"):
+        assert ctx.values[name]["samples.best"] == f"prior, T {favoured:g}"
+        assert ctx.values[name]["samples.fid_best"] == 1.0
+
+
 def test_the_augmented_probe_adds_seeded_augmented_copies_and_leaves_the_plain_probe(
     evaluated, tmp_path, monkeypatch
 ):
@@ -389,10 +420,13 @@ def test_packaged_inception_features_load_offline():
         ("probe_augment={zoom:0.5}", "probe_augment takes data.augment's options"),
         ("probe_augment={zoom_out:1.0}", "changes no image"),
         ("sampling_bn_batches=null", "sampling_bn_batches must be >= 1"),
+        ("best_by=kid", "best_by must be one of"),
+        ("best_by=fid fid=false", "best_by=fid measures FID on every setting: it needs fid=true"),
     ],
 )
 def test_bad_eval_settings_are_refused_before_any_run_is_loaded(tmp_path, override, message):
     """The run list names nothing that exists: the setting's own error must come first."""
-    cfg = compose_config([f"runs=[{tmp_path / 'no_such_run'}]", override], tmp_path, name="eval")
+    runs = f"runs=[{tmp_path / 'no_such_run'}]"
+    cfg = compose_config([runs, *override.split()], tmp_path, name="eval")
     with pytest.raises(Exception, match=message):
         evaluate(cfg, output_dir=tmp_path / "out")

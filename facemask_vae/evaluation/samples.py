@@ -84,9 +84,21 @@ def model_settings(grid: list[Setting], has_skips: bool) -> list[Setting]:
     return out
 
 
+#: what a model's best setting minimises (eval's ``best_by``), and its name in the report
+BEST_BY = {"fd_cnn": "domain FD", "fid": "FID"}
+
+
+def best_by(cfg: Any) -> str:
+    return str(cfg.get("best_by", "fd_cnn"))
+
+
 def check_config(cfg: Any) -> None:
     """Refuse bad sample settings before anything is loaded, with the fix."""
     settings(cfg)
+    if best_by(cfg) not in BEST_BY:
+        raise ConfigError(f"best_by must be one of {list(BEST_BY)}, got {cfg.best_by}")
+    if best_by(cfg) == "fid" and not cfg.fid:
+        raise ConfigError("best_by=fid measures FID on every setting: it needs fid=true")
     if not set(fid_settings(cfg)) <= {"headline", "best", "all"}:
         raise ConfigError(
             f"fid_settings lists which sample sets get FID: a subset of [headline, best, all], "
@@ -167,11 +179,13 @@ def _put(ctx: Context, col: str, values: dict[str, Any], suffix: str, what: str)
 
 def section_samples(ctx: Context) -> None:
     """``n_samples`` samples per model and setting; the headline (N(0, I), T = 1) and each
-    model's best setting by domain FD go in the main table, every setting in a table of its own."""
+    model's best setting (lowest domain FD, or FID with ``best_by=fid``) go in the main table,
+    every setting in a table of its own."""
     cfg = ctx.cfg
     grid, headline = settings(cfg)
     fid = SampleFid.create(ctx)
-    which = fid_settings(cfg)
+    by = best_by(cfg)
+    which = fid_settings(cfg) + (["all"] if by == "fid" else [])
     ctx.heading(f"Random samples ({int(cfg.n_samples)} per model; headline: {headline})")
     rows, heads, bests = [], [], []
     for i, name in enumerate(ctx.names):
@@ -187,14 +201,14 @@ def section_samples(ctx: Context) -> None:
             rows.append({"model": name, **vars(s), **cur.values})
             if s == headline:
                 head = cur
-            if best is None or cur.values["fd_cnn"] < best.values["fd_cnn"]:
+            if best is None or cur.values[by] < best.values[by]:
                 best = cur
         assert head is not None and best is not None
         if fid is not None and "best" in which and "fid" not in best.values:
             best.values |= fid(best.images, f"{name}: {best.setting}")
             rows[-len(model_grid) + model_grid.index(best.setting)] |= best.values
         _put(ctx, name, head.values, "", "")
-        ctx.put(name, "samples.best", str(best.setting), "best setting by domain FD")
+        ctx.put(name, "samples.best", str(best.setting), f"best setting by {BEST_BY[by]}")
         _put(ctx, name, best.values, "_best", " (best setting)")
         heads.append((name, head.images[:64].clone()))  # clones: the full sets can go
         bests.append((f"{name}: {best.setting}", best.images[:64].clone()))
@@ -252,7 +266,7 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
         ctx.figure(
             "samples",
             "samples_best.png",
-            "Each model's best setting by domain Frechet distance: 64 draws from the same seed. "
+            f"Each model's best setting by {BEST_BY[best_by(cfg)]}: 64 draws from the same seed. "
             f"Fitted samplers are fitted to the top latent means of {fit_n} training images "
             "(the *_all ones to the means of every level) "
             f"(gmm: {int(cfg.gmm_components)} full-covariance components).",
@@ -281,7 +295,11 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
         "gathered on posterior codes. The `*_all` samplers (models with skip levels only) fit "
         "the posterior means of every level at once, so no skip level comes from its prior. "
         "FID is measured for "
-        + ("every setting" if "all" in fid_settings(cfg) else " and ".join(fid_settings(cfg)))
+        + (
+            "every setting"
+            if "all" in fid_settings(cfg) or best_by(cfg) == "fid"
+            else " and ".join(fid_settings(cfg))
+        )
         + ".\n\n"
         + "\n".join(lines),
     )
