@@ -121,8 +121,10 @@ def check_config(cfg: Any) -> None:
 
 
 def fid_settings(cfg: Any) -> list[str]:
+    """The sample sets that get FID; ``best_by=fid`` needs it on every setting ("all")."""
     v = cfg.fid_settings
-    return [str(v)] if isinstance(v, str) else [str(x) for x in v]
+    which = [str(v)] if isinstance(v, str) else [str(x) for x in v]
+    return which + (["all"] if best_by(cfg) == "fid" else [])
 
 
 def fitted_samplers(ctx: Context, i: int, kinds: list[str]) -> dict[str, LatentSampler]:
@@ -192,7 +194,7 @@ def section_samples(ctx: Context) -> None:
     grid, headline = settings(cfg)
     fid = SampleFid.create(ctx)
     by = best_by(cfg)
-    which = fid_settings(cfg) + (["all"] if by == "fid" else [])
+    which = fid_settings(cfg)
     ctx.heading(f"Random samples ({int(cfg.n_samples)} per model; headline: {headline})")
     rows, heads, bests = [], [], []
     for i, name in enumerate(ctx.names):
@@ -302,11 +304,7 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
         "gathered on posterior codes. The `*_all` samplers (models with skip levels only) fit "
         "the posterior means of every level at once, so no skip level comes from its prior. "
         "FID is measured for "
-        + (
-            "every setting"
-            if "all" in fid_settings(cfg) or best_by(cfg) == "fid"
-            else " and ".join(fid_settings(cfg))
-        )
+        + ("every setting" if "all" in fid_settings(cfg) else " and ".join(fid_settings(cfg)))
         + ".\n\n"
         + "\n".join(lines),
     )
