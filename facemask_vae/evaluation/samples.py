@@ -113,6 +113,14 @@ def check_config(cfg: Any) -> None:
         )
     if int(cfg.gmm_components) < 1:
         raise ConfigError(f"gmm_components must be >= 1, got {cfg.gmm_components}")
+    two = dict(cfg.get("two_stage") or {})
+    if not set(two) <= {"latent_dim", "hidden", "epochs"} or any(
+        not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in two.values()
+    ):
+        raise ConfigError(
+            "two_stage takes integers >= 1 for latent_dim, hidden and epochs (the second VAE of "
+            f"the two_stage samplers), got {two}"
+        )
     bn_batches = cfg.get("sampling_bn_batches", 20)
     if not isinstance(bn_batches, int) or isinstance(bn_batches, bool) or bn_batches < 1:
         raise ConfigError(
@@ -131,15 +139,15 @@ def fitted_samplers(ctx: Context, i: int, kinds: list[str]) -> dict[str, LatentS
     """Run ``i``'s samplers, the fitted ones fitted to its training latents (the ``*_all`` ones
     to the codes of every level; only for models with skip levels)."""
     k, seed = int(ctx.cfg.gmm_components), int(ctx.cfg.seed)
+    two_stage = dict(ctx.cfg.get("two_stage") or {})
     out = {}
     for s in kinds:
         if s in ALL_LEVELS:
             z = sampler_codes_all(ctx, i)
         else:
             z = sampler_latents(ctx, i) if s != "prior" else None
-        out[s] = make_sampler(
-            s, ctx.runs[i].model.latent_dim if z is None else z.shape[1], z, k, seed
-        )
+        dim = ctx.runs[i].model.latent_dim if z is None else z.shape[1]
+        out[s] = make_sampler(s, dim, z, k, seed, two_stage)
     return out
 
 
@@ -278,7 +286,8 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
             f"Each model's best setting by {BEST_BY[best_by(cfg)]}: 64 draws from the same seed. "
             f"Fitted samplers are fitted to the top latent means of {fit_n} training images "
             "(the *_all ones to the means of every level) "
-            f"(gmm: {int(cfg.gmm_components)} full-covariance components).",
+            f"(gmm: {int(cfg.gmm_components)} full-covariance components; two_stage: a second "
+            f"VAE, {dict(cfg.get('two_stage') or {})}).",
         ),
         8,
     )

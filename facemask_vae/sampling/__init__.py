@@ -10,6 +10,7 @@ from facemask_vae.sampling.samplers import (
     fit_gmm,
     make_sampler,
 )
+from facemask_vae.sampling.two_stage import TwoStageSampler, fit_two_stage
 
 __all__ = [
     "SAMPLERS",
@@ -17,8 +18,10 @@ __all__ = [
     "LatentSampler",
     "PriorSampler",
     "SamplingStats",
+    "TwoStageSampler",
     "estimate_bn_stats",
     "fit_gaussian",
     "fit_gmm",
+    "fit_two_stage",
     "make_sampler",
 ]

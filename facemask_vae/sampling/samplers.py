@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 
-SAMPLERS = ("prior", "gaussian", "gmm", "gaussian_all", "gmm_all")
+SAMPLERS = ("prior", "gaussian", "gmm", "two_stage", "gaussian_all", "gmm_all", "two_stage_all")
 #: fitted to the codes of every latent level at once (top and skip levels, flattened): for models
 #: with skip levels these replace the skip levels' top-down priors too
-ALL_LEVELS = ("gaussian_all", "gmm_all")
+ALL_LEVELS = ("gaussian_all", "gmm_all", "two_stage_all")
 
 
 def _randn(
@@ -121,9 +121,11 @@ def make_sampler(
     latents: torch.Tensor | None = None,
     n_components: int = 10,
     seed: int = 0,
+    two_stage: dict | None = None,
 ) -> LatentSampler:
-    """A sampler by name: ``prior``, or ``gaussian``/``gmm`` fitted to ``latents`` (N x dim); the
-    ``*_all`` kinds are the same densities, named for codes of every level (dim: all of them)."""
+    """A sampler by name: ``prior``, or ``gaussian``/``gmm``/``two_stage`` fitted to ``latents``
+    (N x dim); the ``*_all`` kinds are the same densities, named for codes of every level (dim: all
+    of them). ``two_stage``: keyword options of :func:`fit_two_stage` (latent_dim, hidden, epochs)."""
     if kind not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {kind!r}")
     if kind == "prior":
@@ -133,6 +135,13 @@ def make_sampler(
     if latents.dim() != 2 or latents.shape[1] != dim:
         raise ValueError(f"latents must be N x {dim}, got {tuple(latents.shape)}")
     base = kind.removesuffix("_all")
-    sampler = fit_gaussian(latents) if base == "gaussian" else fit_gmm(latents, n_components, seed)
+    if base == "two_stage":
+        from facemask_vae.sampling.two_stage import fit_two_stage  # it builds on this module
+
+        sampler = fit_two_stage(latents, seed=seed, **(two_stage or {}))
+    elif base == "gaussian":
+        sampler = fit_gaussian(latents)
+    else:
+        sampler = fit_gmm(latents, n_components, seed)
     sampler.name = kind
     return sampler

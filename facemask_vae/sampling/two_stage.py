@@ -1,0 +1,123 @@
+"""A second VAE fitted to a trained model's codes (two-stage VAE, Dai & Wipf 2019): where a
+Gaussian mixture has too few points per component to place its covariances in many dimensions,
+a small MLP VAE learns the codes' density and maps N(0, I) onto it.
+
+The second stage sees the codes centred and divided by one overall scale (per-dimension scaling
+would blow an inactive unit's noise up to the size of the face) and learns its own observation
+noise (a scalar gamma), which Dai & Wipf show lets its aggregate posterior match N(0, I). Drawing at
+temperature T decodes u ~ N(0, T^2 I) to the mean of p(z | u): T scales the second stage's prior,
+not the codes' spread directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+
+from facemask_vae.sampling.samplers import LatentSampler, _randn
+
+#: the second stage's observation noise variance may not fall below this (in scaled units):
+#: a perfect fit would drive it to 0 and the loss to minus infinity (Dai & Wipf, section 4)
+MIN_GAMMA = 1e-3
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(sizes):
+        layers += [nn.Linear(a, b), nn.SiLU()]
+    return nn.Sequential(*layers[:-1])  # no activation on the output
+
+
+class SecondStage(nn.Module):
+    """An MLP VAE over D-dimensional scaled codes: encoder D -> 2d, decoder d -> D, both with
+    two hidden layers, and a learned scalar observation variance gamma."""
+
+    def __init__(self, dim: int, latent_dim: int = 64, hidden: int = 512) -> None:
+        super().__init__()
+        self.latent_dim = int(latent_dim)
+        self.encoder = _mlp([dim, hidden, hidden, 2 * latent_dim])
+        self.decoder = _mlp([latent_dim, hidden, hidden, dim])
+        self.log_gamma = nn.Parameter(torch.zeros(()))
+
+    def gamma(self) -> torch.Tensor:
+        return self.log_gamma.exp().clamp(min=MIN_GAMMA)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Negative ELBO per code (x: N x D, centred and scaled), averaged over the batch, in nats."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        u = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        gamma = self.gamma()
+        rec = ((x - self.decoder(u)) ** 2).sum(1) / (2 * gamma)
+        rec = rec + 0.5 * x.shape[1] * (gamma.log() + math.log(2 * math.pi))
+        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1)
+        return (rec + kl).mean()
+
+
+class TwoStageSampler(LatentSampler):
+    """Codes z = mean + scale * decoder(u), u ~ N(0, T^2 I): a second VAE's samples, scaled back."""
+
+    name = "two_stage"
+
+    def __init__(self, stage: SecondStage, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__(mean.shape[0])
+        self.stage = stage.eval().float()
+        self.mean, self.std = mean.float(), std.float()
+        self.fit_loss: list[float] = []  # the training loss per epoch, for a look at convergence
+
+    @torch.no_grad()
+    def draw(self, n, temperature=1.0, generator=None, device=None) -> torch.Tensor:
+        u = _randn(n, self.stage.latent_dim, generator, device) * temperature
+        if self.mean.device != u.device:
+            self.stage, self.mean, self.std = (
+                t.to(u.device) for t in (self.stage, self.mean, self.std)
+            )
+        return self.mean + self.std * self.stage.decoder(u)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dim={self.dim}, latent_dim={self.stage.latent_dim})"
+
+
+def fit_two_stage(
+    z: torch.Tensor,
+    latent_dim: int = 64,
+    hidden: int = 512,
+    epochs: int = 200,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> TwoStageSampler:
+    """A second VAE trained on codes ``z`` (N x D) with AdamW and a cosine learning rate, seeded:
+    the same codes and seed give the same sampler."""
+    if latent_dim < 1 or hidden < 1 or epochs < 1:
+        raise ValueError(
+            f"two_stage needs latent_dim, hidden and epochs >= 1, got {latent_dim}, {hidden}, {epochs}"
+        )
+    if len(z) < 2:
+        raise ValueError(f"a second-stage VAE needs more than {len(z)} codes")
+    z = z.detach().float().cpu()
+    mean = z.mean(0)
+    std = z.var(0).mean().sqrt().clamp(min=1e-6).expand_as(mean)  # one scale for every dimension
+    x = (z - mean) / std
+    with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
+        torch.manual_seed(seed)
+        stage = SecondStage(z.shape[1], latent_dim, hidden)
+        opt = torch.optim.AdamW(stage.parameters(), lr=lr, weight_decay=0.0)
+        steps_per_epoch = math.ceil(len(x) / batch_size)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
+        losses = []
+        for _ in range(epochs):
+            total = 0.0
+            for idx in torch.randperm(len(x)).split(batch_size):
+                loss = stage.loss(x[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item() * len(idx)
+            losses.append(total / len(x))
+    sampler = TwoStageSampler(stage, mean, std)
+    sampler.fit_loss = losses
+    return sampler
