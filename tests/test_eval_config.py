@@ -27,6 +27,7 @@ def test_best_by_fid_without_the_inception_network_is_refused_before_loading(tmp
         ("gmm_components=0", "gmm_components must be >= 1"),
         ("two_stage.epochs=0", "two_stage takes integers >= 1"),
         ("+two_stage.depth=3", "two_stage takes integers >= 1"),
+        ("two_stage=5", "two_stage takes integers >= 1"),
         ("sampling_bn_batches=0", "sampling_bn_batches must be >= 1"),
         ("shifts=[zoom_out,nope]", "nope"),
         ("probe_augment={zoom_out:2.0}", "probe_augment takes data.augment's options"),

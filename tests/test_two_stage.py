@@ -1,11 +1,14 @@
 """The two-stage sampler: a second VAE fitted to a model's codes, which must learn their density
 (not just their mean), honour the temperature, and be reproducible from its seed."""
 
+import math
+
 import pytest
 import torch
 
 from facemask_vae.models import VAE
 from facemask_vae.sampling import TwoStageSampler, fit_two_stage, make_sampler
+from facemask_vae.sampling.two_stage import MIN_GAMMA, SecondStage
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -41,9 +44,35 @@ def test_second_stage_learns_the_codes_density_not_only_their_moments(fitted):
     assert (g_arc.norm(dim=1) - 4.0).abs().median() > 2 * (arc.norm(dim=1) - 4.0).abs().median()
 
 
-def test_temperature_scales_the_second_stage_prior(fitted):
+def test_temperature_scales_the_second_stage_prior_and_draws_are_scaled_back(fitted):
     spread = [fitted.draw(2000, t, _gen(3)).std(0)[:2].mean().item() for t in (1.0, 0.5, 0.0)]
     assert spread[0] > spread[1] > spread[2] == 0.0  # T 0: every draw decodes u = 0
+    # T multiplies u, before the decoder, not the decoded codes; one scale for every dimension
+    u = 0.5 * torch.randn(7, fitted.stage.latent_dim, generator=_gen(4))
+    with torch.no_grad():
+        want = fitted.mean + fitted.std * fitted.stage.decoder(u)
+    assert torch.allclose(fitted.draw(7, 0.5, _gen(4)), want)
+    assert torch.allclose(fitted.std, _codes().var(0).mean().sqrt().expand(6))
+
+
+def test_second_stage_loss_is_the_negative_elbo_with_a_learned_variance():
+    torch.manual_seed(0)
+    stage = SecondStage(3, latent_dim=2, hidden=4)
+    with torch.no_grad():
+        stage.log_gamma.fill_(math.log(0.5))
+    x = torch.randn(5, 3)
+    torch.manual_seed(1)
+    got = stage.loss(x)
+    torch.manual_seed(1)
+    mu, logvar = stage.encoder(x).chunk(2, dim=1)
+    u = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+    rec = torch.distributions.Normal(stage.decoder(u), math.sqrt(0.5)).log_prob(x).sum(1)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(1)
+    assert torch.allclose(got, (kl - rec).mean())
+    with torch.no_grad():
+        stage.log_gamma.fill_(-20.0)
+    assert stage.gamma().item() == pytest.approx(MIN_GAMMA)  # the floor against a perfect fit
 
 
 def test_fit_is_seeded_and_leaves_the_global_rng_alone():
@@ -66,6 +95,7 @@ def test_make_sampler_builds_both_two_stage_kinds_with_their_options():
         s = make_sampler(kind, 6, z, seed=0, two_stage=opts)
         assert isinstance(s, TwoStageSampler) and s.name == kind and s.dim == 6
         assert s.stage.latent_dim == 3 and len(s.fit_loss) == 1
+        assert s.stage.decoder[0].out_features == 16  # hidden
     with pytest.raises(ValueError, match="epochs >= 1"):
         fit_two_stage(z, epochs=0)
 
@@ -97,3 +127,16 @@ def test_eval_fits_two_stage_samplers_with_its_configured_options(monkeypatch):
     assert got["two_stage"].dim == 4 and got["two_stage_all"].dim == 6
     for s in (got["two_stage"], got["two_stage_all"]):
         assert s.stage.latent_dim == 3 and len(s.fit_loss) == 2
+        assert s.stage.decoder[0].out_features == 8
+
+
+def test_the_figure_caption_names_the_two_stage_options_only_when_one_ran():
+    from omegaconf import OmegaConf
+
+    from facemask_vae.evaluation.samples import _two_stage_note
+
+    assert _two_stage_note(OmegaConf.create({"samplers": ["prior", "gmm"]})) == ""
+    note = _two_stage_note(
+        OmegaConf.create({"samplers": ["gmm_all", "two_stage_all"], "two_stage": {"hidden": 32}})
+    )
+    assert "64-d latent" in note and "hidden layers of 32" in note and "100 epochs" in note

@@ -1,6 +1,6 @@
-"""Section 2, random samples: every model from every sampler (its N(0, I) prior, or a Gaussian or
-Gaussian mixture fitted to its training latents: the top latent's, or with ``*_all`` the codes of
-every level at once) at every temperature, normalised with BN statistics for sampling; their
+"""Section 2, random samples: every model from every sampler (its N(0, I) prior, or a Gaussian,
+a Gaussian mixture or a second VAE fitted to its training latents: the top latent's, or with
+``*_all`` the codes of every level at once) at every temperature, normalised with BN statistics for sampling; their
 distance to the test images in domain-CNN and Inception features.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from facemask_vae import metrics as M
 from facemask_vae import report as R
@@ -21,6 +22,7 @@ from facemask_vae.evaluation.sample_fid import SampleFid
 from facemask_vae.evaluation.shared import sampler_codes_all, sampler_latents
 from facemask_vae.sampling import SAMPLERS, LatentSampler, make_sampler
 from facemask_vae.sampling.samplers import ALL_LEVELS
+from facemask_vae.sampling.two_stage import DEFAULTS as TWO_STAGE_DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -113,19 +115,32 @@ def check_config(cfg: Any) -> None:
         )
     if int(cfg.gmm_components) < 1:
         raise ConfigError(f"gmm_components must be >= 1, got {cfg.gmm_components}")
-    two = dict(cfg.get("two_stage") or {})
+    two = cfg.get("two_stage") or {}
+    two = dict(two) if OmegaConf.is_dict(two) or isinstance(two, dict) else {"": two}
     if not set(two) <= {"latent_dim", "hidden", "epochs"} or any(
         not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in two.values()
     ):
         raise ConfigError(
             "two_stage takes integers >= 1 for latent_dim, hidden and epochs (the second VAE of "
-            f"the two_stage samplers), got {two}"
+            f"the two_stage samplers), got {cfg.get('two_stage')}"
         )
     bn_batches = cfg.get("sampling_bn_batches", 20)
     if not isinstance(bn_batches, int) or isinstance(bn_batches, bool) or bn_batches < 1:
         raise ConfigError(
             f"sampling_bn_batches must be >= 1 (batches of 250 samples), got {cfg.sampling_bn_batches}"
         )
+
+
+def _two_stage_note(cfg: Any) -> str:
+    """The two-stage samplers' options for a figure caption, with the fit's defaults filled in;
+    empty when no two-stage sampler ran."""
+    if not any(s.removesuffix("_all") == "two_stage" for s in cfg.samplers):
+        return ""
+    opts = {**TWO_STAGE_DEFAULTS, **dict(cfg.get("two_stage") or {})}
+    return (
+        f"; two_stage: a second VAE with a {opts['latent_dim']}-d latent and hidden layers of "
+        f"{opts['hidden']}, trained for {opts['epochs']} epochs"
+    )
 
 
 def fid_settings(cfg: Any) -> list[str]:
@@ -286,8 +301,7 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
             f"Each model's best setting by {BEST_BY[best_by(cfg)]}: 64 draws from the same seed. "
             f"Fitted samplers are fitted to the top latent means of {fit_n} training images "
             "(the *_all ones to the means of every level) "
-            f"(gmm: {int(cfg.gmm_components)} full-covariance components; two_stage: a second "
-            f"VAE, {dict(cfg.get('two_stage') or {})}).",
+            f"(gmm: {int(cfg.gmm_components)} full-covariance components){_two_stage_note(cfg)}.",
         ),
         8,
     )

@@ -2,9 +2,10 @@
 the training latents (ex-post density estimation, Ghosh et al. 2020; pythae's samplers).
 
 Every sampler draws n x D codes at a temperature T, which scales the spread around the mean (the
-prior's N(0, T^2 I), a fitted Gaussian's covariance by T^2, each mixture component's likewise).
-Fitted samplers keep their parameters as float32 tensors and draw with torch generators, so a
-seed gives the same samples on any device.
+prior's N(0, T^2 I), a fitted Gaussian's covariance by T^2, each mixture component's likewise;
+the two-stage sampler's own N(0, I) prior, in ``two_stage.py``). Fitted samplers keep their
+parameters as float32 tensors and draw with torch generators, so a seed gives the same samples
+on any device (up to float rounding in the two-stage sampler's network).
 """
 
 from __future__ import annotations

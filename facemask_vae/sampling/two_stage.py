@@ -3,10 +3,12 @@ Gaussian mixture has too few points per component to place its covariances in ma
 a small MLP VAE learns the codes' density and maps N(0, I) onto it.
 
 The second stage sees the codes centred and divided by one overall scale (per-dimension scaling
-would blow an inactive unit's noise up to the size of the face) and learns its own observation
-noise (a scalar gamma), which Dai & Wipf show lets its aggregate posterior match N(0, I). Drawing at
-temperature T decodes u ~ N(0, T^2 I) to the mean of p(z | u): T scales the second stage's prior,
-not the codes' spread directly.
+would give an inactive unit's noise the same weight in its loss as a unit that carries the face)
+and learns its own observation noise (a scalar gamma). Dai & Wipf show that this lets its
+aggregate posterior match N(0, I) when its latent is as wide as the codes; here it is narrower
+(64 of 448 at the defaults), so that is an approximation. Drawing at temperature T decodes
+u ~ N(0, T^2 I) to the mean of p(z | u): T scales the second stage's prior, not the codes'
+spread directly.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from torch import nn
 from facemask_vae.sampling.samplers import LatentSampler, _randn
 
 #: the second stage's observation noise variance may not fall below this (in scaled units):
-#: a perfect fit would drive it to 0 and the loss to minus infinity (Dai & Wipf, section 4)
+#: a perfect fit would drive it to 0 and the loss to minus infinity (Dai & Wipf, section 4).
+#: Below the floor log gamma gets no gradient, so gamma stays at the floor from then on.
 MIN_GAMMA = 1e-3
+#: the second VAE's size and training length unless the caller says otherwise (eval's defaults too)
+DEFAULTS = {"latent_dim": 64, "hidden": 256, "epochs": 100}
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -35,7 +40,7 @@ class SecondStage(nn.Module):
     """An MLP VAE over D-dimensional scaled codes: encoder D -> 2d, decoder d -> D, both with
     two hidden layers, and a learned scalar observation variance gamma."""
 
-    def __init__(self, dim: int, latent_dim: int = 64, hidden: int = 512) -> None:
+    def __init__(self, dim: int, latent_dim: int = 64, hidden: int = 256) -> None:
         super().__init__()
         self.latent_dim = int(latent_dim)
         self.encoder = _mlp([dim, hidden, hidden, 2 * latent_dim])
@@ -82,9 +87,9 @@ class TwoStageSampler(LatentSampler):
 
 def fit_two_stage(
     z: torch.Tensor,
-    latent_dim: int = 64,
-    hidden: int = 512,
-    epochs: int = 200,
+    latent_dim: int = DEFAULTS["latent_dim"],
+    hidden: int = DEFAULTS["hidden"],
+    epochs: int = DEFAULTS["epochs"],
     batch_size: int = 256,
     lr: float = 1e-3,
     seed: int = 0,
@@ -101,8 +106,8 @@ def fit_two_stage(
     mean = z.mean(0)
     std = z.var(0).mean().sqrt().clamp(min=1e-6).expand_as(mean)  # one scale for every dimension
     x = (z - mean) / std
-    with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the caller's CPU RNG is left as it was
+        torch.random.default_generator.manual_seed(seed)  # CPU only: the fit runs on the CPU
         stage = SecondStage(z.shape[1], latent_dim, hidden)
         opt = torch.optim.AdamW(stage.parameters(), lr=lr, weight_decay=0.0)
         steps_per_epoch = math.ceil(len(x) / batch_size)
