@@ -136,6 +136,26 @@ def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
     return float(d.clamp(min=0))
 
 
+def precision_recall(fake: torch.Tensor, real: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) of N x F and M x F feature sets:
+    the share of ``fake`` inside the real manifold (the union of balls round each real feature
+    reaching its k-th nearest real neighbour), and the share of ``real`` inside the fake one.
+    Precision is fidelity, recall is coverage: FID folds the two into one number."""
+    a, b = fake.double().flatten(1), real.double().flatten(1)
+    if min(len(a), len(b)) <= k or a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"need two N x F sets with N > k={k}, got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+
+    def radii(x: torch.Tensor) -> torch.Tensor:  # k + 1: the nearest is the point itself
+        return torch.cdist(x, x).kthvalue(k + 1, dim=1).values
+
+    def inside(x: torch.Tensor, ref: torch.Tensor) -> float:
+        return float((torch.cdist(x, ref) <= radii(ref)[None]).any(1).double().mean())
+
+    return inside(a, b), inside(b, a)
+
+
 def kernel_distance(
     f1: torch.Tensor,
     f2: torch.Tensor,

@@ -261,3 +261,22 @@ def test_classification_scores_edge_cases():
         warnings.simplefilter("error")
         s = M.classification_scores(np.zeros(4), np.full(4, 0.1))
     assert s["accuracy"] == 1.0 and s["f1"] == 0.0 and math.isnan(s["roc_auc"])
+
+
+def test_precision_recall_separate_fidelity_from_coverage():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 8, generator=g)
+    assert M.precision_recall(real, real) == (1.0, 1.0)
+    # mode collapse: samples that are copies of 20 real points are all real-looking (precision 1)
+    # but cover only the neighbourhoods of those 20 (recall well below 1)
+    collapsed = real[:20].repeat(20, 1)
+    p, r = M.precision_recall(collapsed, real)
+    assert p == 1.0 and r < 0.3
+    assert M.precision_recall(real, collapsed) == (r, p)  # the roles swap with the arguments
+    # samples off the data: none inside the real manifold, no real image inside theirs
+    assert M.precision_recall(real + 100.0, real) == (0.0, 0.0)
+    # a fresh draw from the same distribution: both high, neither exactly 1
+    p, r = M.precision_recall(torch.randn(400, 8, generator=g), real)
+    assert 0.5 < p < 1.0 and 0.5 < r < 1.0
+    with pytest.raises(ValueError, match="N > k=3"):
+        M.precision_recall(real[:3], real)

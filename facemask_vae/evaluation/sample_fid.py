@@ -57,7 +57,8 @@ class SampleFid:
     def __call__(
         self, images: torch.Tensor, desc: str, feats: torch.Tensor | None = None
     ) -> dict[str, float]:
-        """FID, KID and KID's std of images in [0, 1] (or of their ``feats``) to the test set."""
+        """FID, KID, KID's std, and precision and recall (k = 3) of images in [0, 1] (or of their
+        ``feats``) against the test set, all in Inception features."""
         t0 = time.perf_counter()
         if feats is None:
             feats = self.inc(images, desc=f"inception: {desc}")
@@ -67,11 +68,14 @@ class SampleFid:
             subset_size=int(self.ctx.cfg.kid_subset_size),
             seed=int(self.ctx.cfg.seed),
         )
+        precision, recall = M.precision_recall(feats, self.ref)
         self.ctx.timings["samples: of which FID/KID"] += round(time.perf_counter() - t0, 2)
         return {
             "fid": float(M.frechet_distance(feats, self.ref)),
             "kid": float(kid),
             "kid_std": float(kid_std),
+            "precision": precision,
+            "recall": recall,
         }
 
 

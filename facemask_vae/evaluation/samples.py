@@ -200,6 +200,8 @@ LABELS = {
     "fid": "FID (Inception-V3)",
     "kid": "KID",
     "kid_std": "KID std over subsets",
+    "precision": "precision (share of samples on the real manifold, Inception, k=3)",
+    "recall": "recall (share of real images on the samples' manifold, Inception, k=3)",
 }
 
 
@@ -309,16 +311,16 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
     has_skip_t = any(r["skip_temperature"] is not None for r in rows)
     head = "| model | sampler | T |" + (" skips T |" if has_skip_t else "")
     head += " BN statistics | domain FD | confident | with mask |"
-    head += " FID | KID |" if has_fid else ""
+    head += " FID | KID | precision | recall |" if has_fid else ""
     rule = "|---|---|---:|" + ("---:|" if has_skip_t else "") + "---|---:|---:|---:|"
-    lines = [head, rule + ("---:|---:|" if has_fid else "")]
+    lines = [head, rule + ("---:|---:|---:|---:|" if has_fid else "")]
     for r in rows:
         cells = [r["model"], r["sampler"], r["temperature"]]
         skip_t = r["temperature"] if r["skip_temperature"] is None else r["skip_temperature"]
         cells += [skip_t] if has_skip_t else []
         cells += ["sampling" if r["sampling_bn"] else "training"]
         cells += [r["fd_cnn"], r["confident"], r["mask_share"]]
-        cells += [r.get("fid"), r.get("kid")] if has_fid else []
+        cells += [r.get(k) for k in ("fid", "kid", "precision", "recall")] if has_fid else []
         lines.append("| " + " | ".join(R.fmt(c) for c in cells) + " |")
     ctx.note(
         "samples",
