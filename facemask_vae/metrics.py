@@ -150,10 +150,10 @@ def precision_recall(fake: torch.Tensor, real: torch.Tensor, k: int = 3) -> tupl
     def radii(x: torch.Tensor) -> torch.Tensor:  # k + 1: the nearest is the point itself
         return torch.cdist(x, x).kthvalue(k + 1, dim=1).values
 
-    def inside(x: torch.Tensor, ref: torch.Tensor) -> float:
-        return float((torch.cdist(x, ref) <= radii(ref)[None]).any(1).double().mean())
-
-    return inside(a, b), inside(b, a)
+    d = torch.cdist(a, b)  # N x M, read row-wise for precision and column-wise for recall
+    precision = (d <= radii(b)[None, :]).any(1).double().mean()
+    recall = (d <= radii(a)[:, None]).any(0).double().mean()
+    return float(precision), float(recall)
 
 
 def kernel_distance(

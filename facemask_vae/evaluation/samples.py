@@ -1,7 +1,7 @@
 """Section 2, random samples: every model from every sampler (its N(0, I) prior, or a Gaussian,
 a Gaussian mixture or a second VAE fitted to its training latents: the top latent's, or with
-``*_all`` the codes of every level at once) at every temperature, normalised with BN statistics for sampling; their
-distance to the test images in domain-CNN and Inception features.
+``*_all`` the codes of every level at once) at every temperature, normalised with BN statistics
+for sampling; their distance to the test images in domain-CNN and Inception features.
 """
 
 from __future__ import annotations
@@ -115,10 +115,11 @@ def check_config(cfg: Any) -> None:
         )
     if int(cfg.gmm_components) < 1:
         raise ConfigError(f"gmm_components must be >= 1, got {cfg.gmm_components}")
-    two = cfg.get("two_stage") or {}
-    two = dict(two) if OmegaConf.is_dict(two) or isinstance(two, dict) else {"": two}
-    if not set(two) <= {"latent_dim", "hidden", "epochs"} or any(
-        not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in two.values()
+    two = cfg.get("two_stage") or {}  # null: the defaults
+    if (
+        not (isinstance(two, dict) or OmegaConf.is_dict(two))
+        or not set(two) <= set(TWO_STAGE_DEFAULTS)
+        or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in two.values())
     ):
         raise ConfigError(
             "two_stage takes integers >= 1 for latent_dim, hidden and epochs (the second VAE of "

@@ -66,11 +66,17 @@ class TwoStageSampler(LatentSampler):
 
     name = "two_stage"
 
-    def __init__(self, stage: SecondStage, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def __init__(
+        self,
+        stage: SecondStage,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        fit_loss: list[float] | None = None,
+    ) -> None:
         super().__init__(mean.shape[0])
         self.stage = stage.eval().float()
         self.mean, self.std = mean.float(), std.float()
-        self.fit_loss: list[float] = []  # the training loss per epoch, for a look at convergence
+        self.fit_loss = list(fit_loss or [])  # training loss per epoch, for a look at convergence
 
     @torch.no_grad()
     def draw(self, n, temperature=1.0, generator=None, device=None) -> torch.Tensor:
@@ -123,6 +129,4 @@ def fit_two_stage(
                 sched.step()
                 total += loss.item() * len(idx)
             losses.append(total / len(x))
-    sampler = TwoStageSampler(stage, mean, std)
-    sampler.fit_loss = losses
-    return sampler
+    return TwoStageSampler(stage, mean, std, losses)
