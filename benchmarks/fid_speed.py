@@ -87,6 +87,7 @@ def main() -> None:
         "--skip", default="", help="comma-separated variants to leave out, e.g. 'bf16 autocast'"
     )
     ap.add_argument("--step-images", type=int, default=0, help="time the FID step on N images")
+    ap.add_argument("--step-repeats", type=int, default=2)
     args = ap.parse_args()
     path = inception_weights()
     if path is None:
@@ -118,9 +119,9 @@ def main() -> None:
         "bf16 autocast": (net, x, bf16),
         "channels_last": (net_cl, x_cl, contextlib.nullcontext),
         "frozen": (net_frozen, x, contextlib.nullcontext),
-        "eager rebuild": (eager, x, contextlib.nullcontext),
-        "eager rebuild, channels_last (eval)": (eager_cl, x_cl, contextlib.nullcontext),
-        "eager rebuild, compiled": (compiled, x_cl, contextlib.nullcontext),
+        "eager": (eager, x, contextlib.nullcontext),
+        "eager channels_last (eval)": (eager_cl, x_cl, contextlib.nullcontext),
+        "eager compiled": (compiled, x_cl, contextlib.nullcontext),
     }
     for name in filter(None, args.skip.split(",")):
         if name == "float32" or name not in variants:
@@ -161,7 +162,7 @@ def main() -> None:
         },
     }
     if args.step_images:
-        result["fid_step_s"] = fid_step(path, args.step_images, args.repeats)
+        result["fid_step_s"] = fid_step(path, args.step_images, args.step_repeats)
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
