@@ -46,10 +46,11 @@ from facemask_vae.fid.eager import eager_inception  # noqa: E402
 
 
 class _Net(InceptionFeatures):
-    """InceptionFeatures around any network (CPU)."""
+    """InceptionFeatures around any network (CPU), fed contiguous batches."""
 
     def __init__(self, net: torch.nn.Module) -> None:
         self.net, self.device = net, torch.device("cpu")
+        self.memory_format = torch.contiguous_format
 
 
 @torch.no_grad()
@@ -60,8 +61,8 @@ def int8_inception(path: Path, calibration: torch.Tensor) -> torch.nn.Module:
 
     torch.backends.quantized.engine = "x86"
     net = eager_inception(path)
-    pool = str(len(net.layers) - 1)  # the final 8 x 8 average pool: int8 there costs accuracy
-    mapping = get_default_qconfig_mapping("x86").set_module_name(f"layers.{pool}", None)
+    # the final 8 x 8 average pool stays in float
+    mapping = get_default_qconfig_mapping("x86").set_module_name("layers.pool2", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FX quantization's deprecation notices
         prepared = prepare_fx(net, mapping, (torch.zeros(1, 3, 299, 299),))

@@ -55,9 +55,10 @@ def fid_step(path: Path, n: int, repeats: int) -> dict[str, float]:
     from facemask_vae import metrics as M
     from facemask_vae.fid import InceptionFeatures, load_script
 
-    class Script(InceptionFeatures):
+    class Script(InceptionFeatures):  # as eval ran it before: the script, contiguous batches
         def __init__(self) -> None:
             self.net, self.device = load_script(path), torch.device("cpu")
+            self.memory_format = torch.contiguous_format
 
     g = torch.Generator().manual_seed(0)
     images, ref = torch.rand(n, 3, 64, 64, generator=g), torch.rand(992, 2048, generator=g)
@@ -69,8 +70,10 @@ def fid_step(path: Path, n: int, repeats: int) -> dict[str, float]:
             feats = inc(images)
             M.frechet_distance(feats, ref)
             M.KID_PRECOMPUTE_MAX, keep = kid_max, M.KID_PRECOMPUTE_MAX
-            M.kernel_distance(feats, ref, subset_size=1000)
-            M.KID_PRECOMPUTE_MAX = keep
+            try:
+                M.kernel_distance(feats, ref, subset_size=1000)
+            finally:
+                M.KID_PRECOMPUTE_MAX = keep
             M.precision_recall(feats, ref)
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
     best = {k: round(v, 1) for k, v in best.items()}

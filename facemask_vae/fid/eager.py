@@ -10,7 +10,7 @@ quantized; its outputs match the script's to float32 rounding (about 2e-6 relati
 
 from __future__ import annotations
 
-import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -47,6 +47,8 @@ def _pool(script: torch.jit.ScriptModule) -> nn.Module:
     its own graph: max pooling is a call of ``F._max_pool2d``, average pooling an aten op)."""
     for node in script.graph.nodes():
         inputs = list(node.inputs())
+        # F.max_pool2d stays a call of the scripted function: its first input is the function,
+        # whose type names it (__torch__.torch.nn.functional._max_pool2d)
         if node.kind() == "prim::CallFunction" and "max_pool2d" in str(inputs[0].type()):
             kernel, stride, padding, dilation, ceil = (_const(v) for v in inputs[2:7])
             return nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil)
@@ -57,7 +59,8 @@ def _pool(script: torch.jit.ScriptModule) -> nn.Module:
 
 
 class _Concat(nn.ModuleDict):
-    """Branches of one input, concatenated on channels (Inception's mixed blocks)."""
+    """Branches of one input, concatenated on channels (Inception's mixed blocks), in the order
+    of the script's children, which is the order of its ``cat``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([m(x) for m in self.values()], 1)
@@ -93,7 +96,7 @@ def _mirror(script: torch.jit.ScriptModule) -> nn.Module:
         return _MixedE(mirrored)
     if any(n.kind() == "aten::cat" for n in script.graph.nodes()):
         return _Concat(mirrored)
-    return nn.Sequential(*mirrored.values())  # layers and towers: their children in order
+    return nn.Sequential(OrderedDict(mirrored))  # layers and towers: their children in order
 
 
 class EagerInception(nn.Module):
@@ -110,7 +113,6 @@ class EagerInception(nn.Module):
 
 def eager_inception(path: Path) -> EagerInception:
     """:class:`EagerInception` from the packaged TorchScript file, in eval mode."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notice
-        script = torch.jit.load(str(path), map_location="cpu").eval()
-    return EagerInception(script).eval()
+    from facemask_vae.fid import load_script
+
+    return EagerInception(load_script(path)).eval()
