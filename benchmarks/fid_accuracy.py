@@ -22,7 +22,6 @@ each network's img/s over every image it saw (the script's first, alternating wo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -34,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.fid_speed import cpu_name  # noqa: E402
+from benchmarks.fid_speed import cpu_name, emit  # noqa: E402
 from facemask_vae import metrics as M  # noqa: E402
 from facemask_vae.fid import (  # noqa: E402
     InceptionFeatures,
@@ -157,10 +156,7 @@ def main() -> None:
         },
         "sets": rows,
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

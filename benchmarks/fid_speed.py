@@ -49,6 +49,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def emit(result: dict, out: Path | None) -> None:
+    """Print the result as JSON and write it to ``out`` when given."""
+    print(json.dumps(result, indent=2))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def fid_step(path: Path, n: int, repeats: int) -> dict[str, float]:
     """Seconds of eval's FID step (features, FID, KID, precision/recall) on n 64 px images,
     now and as before (TorchScript features, KID kernels per subset); best of the repeats."""
@@ -166,10 +174,7 @@ def main() -> None:
     }
     if args.step_images:
         result["fid_step_s"] = fid_step(path, args.step_images, args.step_repeats)
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
