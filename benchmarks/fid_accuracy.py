@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.fid_speed import cpu_name, emit  # noqa: E402
+from benchmarks.fid_speed import Features, cpu_name, emit  # noqa: E402
 from facemask_vae import metrics as M  # noqa: E402
 from facemask_vae.fid import (  # noqa: E402
     InceptionFeatures,
@@ -42,14 +42,6 @@ from facemask_vae.fid import (  # noqa: E402
     to_inception_input,
 )
 from facemask_vae.fid.eager import eager_inception  # noqa: E402
-
-
-class _Net(InceptionFeatures):
-    """InceptionFeatures around any network (CPU), fed contiguous batches."""
-
-    def __init__(self, net: torch.nn.Module) -> None:
-        self.net, self.device = net, torch.device("cpu")
-        self.memory_format = torch.contiguous_format
 
 
 @torch.no_grad()
@@ -114,9 +106,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     nets = {
-        "script": _Net(load_script(path)),
+        "script": Features(load_script(path)),
         "eval": InceptionFeatures(path),
-        "int8": _Net(int8_inception(path, calibration)),
+        "int8": Features(int8_inception(path, calibration)),
     }
     quantize_s = time.perf_counter() - t0
     feats: dict[str, dict[str, torch.Tensor]] = {}

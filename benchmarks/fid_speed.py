@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from facemask_vae.config import cpu_has_fast_bf16  # noqa: E402
-from facemask_vae.fid import inception_weights  # noqa: E402
+from facemask_vae.fid import InceptionFeatures, inception_weights  # noqa: E402
 from facemask_vae.fid.eager import eager_inception  # noqa: E402
 
 
@@ -47,6 +47,15 @@ def cpu_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+class Features(InceptionFeatures):
+    """eval's feature extraction around any network (CPU), fed contiguous batches: the script as
+    eval ran it before, or a candidate."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        self.net, self.device = net, torch.device("cpu")
+        self.memory_format = torch.contiguous_format
 
 
 def emit(result: dict, out: Path | None) -> None:
@@ -61,16 +70,14 @@ def fid_step(path: Path, n: int, repeats: int) -> dict[str, float]:
     """Seconds of eval's FID step (features, FID, KID, precision/recall) on n 64 px images,
     now and as before (TorchScript features, KID kernels per subset); best of the repeats."""
     from facemask_vae import metrics as M
-    from facemask_vae.fid import InceptionFeatures, load_script
-
-    class Script(InceptionFeatures):  # as eval ran it before: the script, contiguous batches
-        def __init__(self) -> None:
-            self.net, self.device = load_script(path), torch.device("cpu")
-            self.memory_format = torch.contiguous_format
+    from facemask_vae.fid import load_script
 
     g = torch.Generator().manual_seed(0)
     images, ref = torch.rand(n, 3, 64, 64, generator=g), torch.rand(992, 2048, generator=g)
-    ways = {"before": (Script(), 0), "now": (InceptionFeatures(path), M.KID_PRECOMPUTE_MAX)}
+    ways = {
+        "before": (Features(load_script(path)), 0),
+        "now": (InceptionFeatures(path), M.KID_PRECOMPUTE_MAX),
+    }
     best: dict[str, float] = {}
     for _ in range(repeats):
         for name, (inc, kid_max) in ways.items():
