@@ -1,22 +1,33 @@
-"""Do faster Inception networks give the same FID? Same images, the script against each candidate.
+"""Do faster Inception networks give the same FID? Same images, a reference network against each
+candidate.
 
     FACEMASK_ROOT=".../Face Mask Dataset" python benchmarks/fid_accuracy.py \
         --run /path/to/run --out benchmarks/results/fid_accuracy_cpu.json
+    python benchmarks/fid_accuracy.py --nets eval "bf16 (emulated)" "tf32 (emulated)" --check 4
     python benchmarks/fid_accuracy.py --n 64 --calibration 16     # a quick look
 
 The reference is the test split at 64 px, as in ``eval.py``. Each image set is scored against it
 by every network: real training images, the same images degraded the way samples fail (blurred,
-detail lost to 16 px, texture noise), and N(0, I) prior samples of each ``--run``. The networks:
+detail lost to 16 px, texture noise), and N(0, I) prior samples of each ``--run``. The networks
+(``--nets``; the first is the one the others are compared with):
 
 - ``script``: the packaged TorchScript file in float32, the ground truth;
 - ``eval``: what ``eval.py`` runs, :class:`facemask_vae.fid.InceptionFeatures` (the eager rebuild
   with BatchNorm folded, channels_last, float32);
 - ``int8``: the rebuild after FX post-training static quantization (x86 backend: int8 weights
   per channel, uint8 activations calibrated with histograms on ``--calibration`` test images, the
-  final average pool left in float). Not used by eval: its FID is not float32's (see the output).
+  final average pool left in float). Not used by eval: its FID is not float32's (see the output);
+- ``bf16``: eval's network under bf16 autocast (``eval.py fid_precision=bf16``): fast on GPUs and
+  AMX CPUs, about 29x slower than float32 elsewhere;
+- ``bf16 (emulated)``, ``tf32 (emulated)``: the rebuild in float32 with each format's rounding
+  (:mod:`facemask_vae.fid.rounding`), so a CPU without bf16 units or a GPU can measure what the
+  format does to FID. ``tf32`` is what a GPU's float32 convolutions compute unless TF32 is off.
 
-Prints each network's FID and KID per set, FID's relative difference from the script's, and
-each network's img/s over every image it saw (the script's first, alternating would cost more).
+``--check K`` first runs K test images through real bf16 autocast and through the emulation, and
+reports how far apart they are beside bf16's own error.
+
+Prints each network's FID and KID per set, FID's relative difference from the first network's,
+and each network's img/s over every image it saw (one network after another, not alternated).
 """
 
 from __future__ import annotations
@@ -42,6 +53,9 @@ from facemask_vae.fid import (  # noqa: E402
     to_inception_input,
 )
 from facemask_vae.fid.eager import eager_inception  # noqa: E402
+from facemask_vae.fid.rounding import emulate  # noqa: E402
+
+NETS = ("script", "eval", "int8", "bf16", "bf16 (emulated)", "tf32 (emulated)")
 
 
 @torch.no_grad()
@@ -85,11 +99,54 @@ def image_sets(train: torch.Tensor, runs: list[str], n: int) -> dict[str, torch.
     return sets
 
 
+def build(name: str, path: Path, calibration: torch.Tensor) -> InceptionFeatures:
+    """The feature extractor called ``name`` (one of :data:`NETS`)."""
+    if name == "script":
+        return Features(load_script(path))
+    if name == "eval":
+        return InceptionFeatures(path)
+    if name == "bf16":
+        return InceptionFeatures(path, precision="bf16")
+    if name == "int8":
+        return Features(int8_inception(path, calibration))
+    fmt = name.split()[0]  # "bf16 (emulated)" -> "bf16"
+    return Features(emulate(eager_inception(path), fmt), torch.channels_last)
+
+
+@torch.no_grad()
+def check_emulation(path: Path, images: torch.Tensor) -> dict[str, float]:
+    """Relative feature errors on ``images``: real bf16 autocast against float32, and the
+    emulation against real bf16 (the smaller the second, the better the emulation)."""
+    x = to_inception_input(images).contiguous(memory_format=torch.channels_last)
+    net = eager_inception(path).to(memory_format=torch.channels_last)
+    want = net(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        real = net(x).float()
+    emulated = emulate(net, "bf16")(x)
+    scale = float(want.norm())
+    return {
+        "images": len(images),
+        "bf16 vs float32": round(float((real - want).norm()) / scale, 6),
+        "emulated bf16 vs bf16": round(float((emulated - real).norm()) / scale, 6),
+        "emulated bf16 equal to bf16 (share of features)": round(
+            float((emulated == real).float().mean()), 4
+        ),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1000, help="images per set")
     ap.add_argument("--calibration", type=int, default=256, help="test images calibrating int8")
     ap.add_argument("--run", action="append", default=[], help="a run dir to draw samples from")
+    ap.add_argument(
+        "--nets",
+        nargs="+",
+        choices=NETS,
+        default=["script", "eval", "int8"],
+        help="networks to score with; the first is the reference",
+    )
+    ap.add_argument("--check", type=int, default=0, help="test images for the bf16 emulation check")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     path = inception_weights()
@@ -100,17 +157,17 @@ def main() -> None:
     dm = FaceMaskDataModule(os.environ.get("FACEMASK_ROOT"), image_size=64)
     test, _ = dm.load_split("test")
     train, _ = dm.load_split("train")
-    sets = image_sets(train, args.run, args.n)
     g = torch.Generator().manual_seed(0)
-    calibration = test[torch.randperm(len(test), generator=g)[: args.calibration]].float() / 255
+    shuffled = test[torch.randperm(len(test), generator=g)].float() / 255
+    check = check_emulation(path, shuffled[: args.check]) if args.check else None
+    if check:
+        print(f"emulation check: {check}", flush=True)
+    sets = image_sets(train, args.run, args.n)
+    calibration = shuffled[: args.calibration]
 
     t0 = time.perf_counter()
-    nets = {
-        "script": Features(load_script(path)),
-        "eval": InceptionFeatures(path),
-        "int8": Features(int8_inception(path, calibration)),
-    }
-    quantize_s = time.perf_counter() - t0
+    nets = {name: build(name, path, calibration) for name in args.nets}
+    build_s = time.perf_counter() - t0
     feats: dict[str, dict[str, torch.Tensor]] = {}
     seconds: dict[str, float] = {}
     for name, net in nets.items():
@@ -120,6 +177,7 @@ def main() -> None:
             feats[name][what] = net(x, desc=f"{name}: {what}")
         seconds[name] = time.perf_counter() - t0
     images = len(test) + sum(len(x) for x in sets.values())
+    first, others = args.nets[0], args.nets[1:]
     rows = {}
     for what in sets:
         row = {}
@@ -127,8 +185,8 @@ def main() -> None:
             f, ref = feats[name][what], feats[name]["reference"]
             row[f"fid_{name}"] = round(M.frechet_distance(f, ref), 3)
             row[f"kid_{name}"] = round(M.kernel_distance(f, ref, subset_size=500, seed=0)[0], 5)
-        for name in ("eval", "int8"):
-            row[f"fid_rel_diff_{name}"] = round(row[f"fid_{name}"] / row["fid_script"] - 1, 5)
+        for name in others:
+            row[f"fid_rel_diff_{name}"] = round(row[f"fid_{name}"] / row[f"fid_{first}"] - 1, 5)
         rows[what] = row
         print(f"{what:40s} " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
     result = {
@@ -138,13 +196,14 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "reference": f"test split, {len(test)} images, 64 px",
         "n_per_set": args.n,
-        "calibration_images": args.calibration,
-        "build_s (int8: calibration included)": round(quantize_s, 1),
+        "compared_with": first,
+        **({"calibration_images": args.calibration} if "int8" in nets else {}),
+        **({"bf16_emulation_check": check} if check else {}),
+        "build_s (int8: calibration included)": round(build_s, 1),
         "img_per_s": {k: round(images / s, 2) for k, s in seconds.items()},
-        "speed_vs_script": {k: round(seconds["script"] / s, 2) for k, s in seconds.items()},
+        f"speed_vs_{first}": {k: round(seconds[first] / s, 2) for k, s in seconds.items()},
         "max_abs_fid_rel_diff": {
-            name: max(abs(r[f"fid_rel_diff_{name}"]) for r in rows.values())
-            for name in ("eval", "int8")
+            name: max(abs(r[f"fid_rel_diff_{name}"]) for r in rows.values()) for name in others
         },
         "sets": rows,
     }

@@ -50,12 +50,16 @@ def cpu_name() -> str:
 
 
 class Features(InceptionFeatures):
-    """eval's feature extraction around any network (CPU), fed contiguous batches: the script as
-    eval ran it before, or a candidate."""
+    """eval's feature extraction around any network (CPU), in float32, fed contiguous batches
+    unless told otherwise: the script as eval ran it before, or a candidate."""
 
-    def __init__(self, net: torch.nn.Module) -> None:
-        self.net, self.device = net, torch.device("cpu")
-        self.memory_format = torch.contiguous_format
+    def __init__(
+        self, net: torch.nn.Module, memory_format: torch.memory_format = torch.contiguous_format
+    ) -> None:
+        self.net, self.device, self.precision = net, torch.device("cpu"), "float32"
+        self.memory_format = memory_format
+        if memory_format != torch.contiguous_format:
+            net.to(memory_format=memory_format)
 
 
 def emit(result: dict, out: Path | None) -> None:

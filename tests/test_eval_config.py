@@ -35,6 +35,7 @@ def test_best_by_fid_without_the_inception_network_is_refused_before_loading(tmp
         ("probe_augment={zoom_out:1.0}", "changes no image"),
         ("sampling_bn_batches=null", "sampling_bn_batches must be >= 1"),
         ("best_by=kid", "best_by must be one of"),
+        ("fid_precision=fp16", "fid_precision must be one of"),
         ("best_by=fid fid=false", "best_by=fid measures FID on every setting: it needs fid=true"),
     ],
 )

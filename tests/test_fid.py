@@ -24,8 +24,8 @@ class _Ctx:
 class _Features:
     """A deterministic stand-in for Inception: per-channel means and stds (6-d), with a call count."""
 
-    def __init__(self) -> None:
-        self.calls = 0
+    def __init__(self, precision: str = "float32") -> None:
+        self.calls, self.precision = 0, precision
 
     def __call__(self, x: torch.Tensor, desc: str = "") -> torch.Tensor:
         self.calls += 1
@@ -48,6 +48,10 @@ def test_real_features_are_cached_by_content_and_reused(tmp_path):
     assert len(files) == 1 and files[0].name.startswith(f"inception-v{FEATURES_VERSION}-")
     fid.real_features(_images(1), y, "val")  # other content, other entry
     assert inc.calls == 2 and len(list(tmp_path.glob("inception-*.pt"))) == 2
+    bf16 = _Features("bf16")
+    SampleFid(ctx, bf16, torch.empty(0)).real_features(x, y, "test")
+    assert bf16.calls == 1  # float32 features are never served as bf16 ones
+    assert len(list(tmp_path.glob(f"inception-v{FEATURES_VERSION}-bf16-*.pt"))) == 1
 
 
 def test_fid_and_kid_are_the_metrics_of_the_features(tmp_path):

