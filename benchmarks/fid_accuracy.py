@@ -4,6 +4,7 @@ candidate.
     FACEMASK_ROOT=".../Face Mask Dataset" python benchmarks/fid_accuracy.py \
         --run /path/to/run --out benchmarks/results/fid_accuracy_cpu.json
     python benchmarks/fid_accuracy.py --nets eval "bf16 (emulated)" "tf32 (emulated)" --check 4
+    python benchmarks/fid_accuracy.py --device cuda --nets eval bf16 tf32 "tf32 (emulated)" --check 4
     python benchmarks/fid_accuracy.py --n 64 --calibration 16     # a quick look
 
 The reference is the test split at 64 px, as in ``eval.py``. Each image set is scored against it
@@ -19,12 +20,15 @@ detail lost to 16 px, texture noise), and N(0, I) prior samples of each ``--run`
   final average pool left in float). Not used by eval: its FID is not float32's (see the output);
 - ``bf16``: eval's network under bf16 autocast (``eval.py fid_precision=bf16``): fast on GPUs and
   AMX CPUs, about 29x slower than float32 elsewhere;
+- ``tf32`` (``--device cuda``): eval's network with TF32 convolutions on, PyTorch's default on a
+  GPU (eval turns it off);
 - ``bf16 (emulated)``, ``tf32 (emulated)``: the rebuild in float32 with each format's rounding
   (:mod:`facemask_vae.fid.rounding`), so a CPU without bf16 units or a GPU can measure what the
   format does to FID. ``tf32`` is what a GPU's float32 convolutions compute unless TF32 is off.
 
 ``--check K`` first runs K test images through real bf16 autocast and through the emulation, and
-reports how far apart they are beside bf16's own error.
+reports how far apart they are beside bf16's own error and beside what the memory layout alone
+changes in real bf16. ``--device cuda`` runs every network but int8 on the GPU.
 
 Prints each network's FID and KID per set, FID's relative difference from the first network's,
 and each network's img/s over every image it saw (one network after another, not alternated).
@@ -33,10 +37,12 @@ and each network's img/s over every image it saw (one network after another, not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -55,7 +61,20 @@ from facemask_vae.fid import (  # noqa: E402
 from facemask_vae.fid.eager import eager_inception  # noqa: E402
 from facemask_vae.fid.rounding import emulate  # noqa: E402
 
-NETS = ("script", "eval", "int8", "bf16", "bf16 (emulated)", "tf32 (emulated)")
+NETS = ("script", "eval", "int8", "bf16", "tf32", "bf16 (emulated)", "tf32 (emulated)")
+
+
+class Tf32Features(InceptionFeatures):
+    """eval's network on a GPU with PyTorch's default numerics: TF32 convolutions on."""
+
+    @contextlib.contextmanager
+    def _numerics(self) -> Iterator[None]:
+        tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = True
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
 
 
 @torch.no_grad()
@@ -99,38 +118,64 @@ def image_sets(train: torch.Tensor, runs: list[str], n: int) -> dict[str, torch.
     return sets
 
 
-def build(name: str, path: Path, calibration: torch.Tensor) -> InceptionFeatures:
-    """The feature extractor called ``name`` (one of :data:`NETS`)."""
+def build(name: str, path: Path, calibration: torch.Tensor, device: str) -> InceptionFeatures:
+    """The feature extractor called ``name`` (one of :data:`NETS`) on ``device``."""
     if name == "script":
-        return Features(load_script(path))
+        return Features(load_script(path), device=device)
     if name == "eval":
-        return InceptionFeatures(path)
+        return InceptionFeatures(path, device)
     if name == "bf16":
-        return InceptionFeatures(path, precision="bf16")
+        return InceptionFeatures(path, device, precision="bf16")
+    if name == "tf32":
+        if device != "cuda":
+            sys.exit("tf32 is a GPU format: --device cuda, or 'tf32 (emulated)'")
+        return Tf32Features(path, device)
     if name == "int8":
+        if device != "cpu":
+            sys.exit("the int8 network runs on the CPU only (x86 quantized kernels)")
         return Features(int8_inception(path, calibration))
     fmt = name.split()[0]  # "bf16 (emulated)" -> "bf16"
-    return Features(emulate(eager_inception(path), fmt), torch.channels_last)
+    return Features(emulate(eager_inception(path), fmt), torch.channels_last, device)
 
 
 @torch.no_grad()
-def check_emulation(path: Path, images: torch.Tensor) -> dict[str, float]:
-    """Relative feature errors on ``images``: real bf16 autocast against float32, and the
-    emulation against real bf16 (the smaller the second, the better the emulation)."""
-    x = to_inception_input(images).contiguous(memory_format=torch.channels_last)
-    net = eager_inception(path).to(memory_format=torch.channels_last)
-    want = net(x)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        real = net(x).float()
-    emulated = emulate(net, "bf16")(x)
+def check_emulation(path: Path, images: torch.Tensor, device: str) -> dict[str, float]:
+    """Relative feature errors on ``images``: real bf16 autocast (on ``device``) against float32,
+    the emulation against real bf16, and real bf16 in another memory layout against real bf16
+    (what a different order of accumulation alone changes)."""
+    net = eager_inception(path).to(device)
+    x = to_inception_input(images.to(device))
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    want = Features(net, device=device)(images)  # float32 (TF32 off on a GPU)
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        contiguous = net(x).float().cpu()
+        net.to(memory_format=torch.channels_last)
+        real = net(x_cl).float().cpu()
+    emulated = emulate(net, "bf16")(x_cl).cpu()
     scale = float(want.norm())
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+        return round(float((a - b).norm()) / scale, 6)
+
     return {
         "images": len(images),
-        "bf16 vs float32": round(float((real - want).norm()) / scale, 6),
-        "emulated bf16 vs bf16": round(float((emulated - real).norm()) / scale, 6),
+        "bf16 vs float32": rel(real, want),
+        "emulated bf16 vs bf16": rel(emulated, real),
+        "bf16 contiguous vs bf16 channels_last": rel(contiguous, real),
         "emulated bf16 equal to bf16 (share of features)": round(
             float((emulated == real).float().mean()), 4
         ),
+    }
+
+
+def header(args: argparse.Namespace) -> dict:
+    """The command and the machine, for the JSON."""
+    gpu = args.device == "cuda" and torch.cuda.is_available()
+    return {
+        "command": "python " + " ".join(sys.argv),
+        "device": torch.cuda.get_device_name(0) if gpu else cpu_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -147,6 +192,8 @@ def main() -> None:
         help="networks to score with; the first is the reference",
     )
     ap.add_argument("--check", type=int, default=0, help="test images for the bf16 emulation check")
+    ap.add_argument("--check-only", action="store_true", help="stop after the emulation check")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     path = inception_weights()
@@ -159,14 +206,17 @@ def main() -> None:
     train, _ = dm.load_split("train")
     g = torch.Generator().manual_seed(0)
     shuffled = test[torch.randperm(len(test), generator=g)].float() / 255
-    check = check_emulation(path, shuffled[: args.check]) if args.check else None
+    check = check_emulation(path, shuffled[: args.check], args.device) if args.check else None
     if check:
         print(f"emulation check: {check}", flush=True)
+    if args.check_only:
+        emit({**header(args), "bf16_emulation_check": check}, args.out)
+        return
     sets = image_sets(train, args.run, args.n)
     calibration = shuffled[: args.calibration]
 
     t0 = time.perf_counter()
-    nets = {name: build(name, path, calibration) for name in args.nets}
+    nets = {name: build(name, path, calibration, args.device) for name in args.nets}
     build_s = time.perf_counter() - t0
     feats: dict[str, dict[str, torch.Tensor]] = {}
     seconds: dict[str, float] = {}
@@ -190,10 +240,7 @@ def main() -> None:
         rows[what] = row
         print(f"{what:40s} " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
     result = {
-        "command": "python " + " ".join(sys.argv),
-        "device": cpu_name(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **header(args),
         "reference": f"test split, {len(test)} images, 64 px",
         "n_per_set": args.n,
         "compared_with": first,

@@ -50,16 +50,20 @@ def cpu_name() -> str:
 
 
 class Features(InceptionFeatures):
-    """eval's feature extraction around any network (CPU), in float32, fed contiguous batches
-    unless told otherwise: the script as eval ran it before, or a candidate."""
+    """eval's feature extraction around any network, in float32, fed contiguous batches unless
+    told otherwise: the script as eval ran it before, or a candidate."""
 
     def __init__(
-        self, net: torch.nn.Module, memory_format: torch.memory_format = torch.contiguous_format
+        self,
+        net: torch.nn.Module,
+        memory_format: torch.memory_format = torch.contiguous_format,
+        device: str | torch.device = "cpu",
     ) -> None:
-        self.net, self.device, self.precision = net, torch.device("cpu"), "float32"
+        self.device, self.precision = torch.device(device), "float32"
         self.memory_format = memory_format
+        self.net = net.to(self.device)
         if memory_format != torch.contiguous_format:
-            net.to(memory_format=memory_format)
+            self.net.to(memory_format=memory_format)
 
 
 def emit(result: dict, out: Path | None) -> None:
