@@ -19,7 +19,7 @@ detail lost to 16 px, texture noise), and N(0, I) prior samples of each ``--run`
   per channel, uint8 activations calibrated with histograms on ``--calibration`` test images, the
   final average pool left in float). Not used by eval: its FID is not float32's (see the output);
 - ``bf16``: eval's network under bf16 autocast (``eval.py fid_precision=bf16``): fast on GPUs and
-  AMX CPUs, about 29x slower than float32 elsewhere;
+  AMX CPUs, far slower than float32 elsewhere;
 - ``tf32`` (``--device cuda``): eval's network with TF32 convolutions on, PyTorch's default on a
   GPU (eval turns it off);
 - ``bf16 (emulated)``, ``tf32 (emulated)``: the rebuild in float32 with each format's rounding

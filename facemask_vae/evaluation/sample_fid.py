@@ -36,8 +36,8 @@ class SampleFid:
             return None
         precision = ctx.cfg.get("fid_precision", "float32")
         if precision == "bf16" and ctx.device.type == "cpu" and not cpu_has_fast_bf16():
-            msg = "fid_precision=bf16 on a CPU without bf16 units runs about 29x slower than "
-            msg += "float32 (docs/performance.md); fid_precision=float32 is faster here."
+            msg = "fid_precision=bf16 on a CPU without bf16 units is far slower than float32 "
+            msg += "(29x for the TorchScript network, docs/performance.md): use float32 here."
             print(f"[eval] {msg}", flush=True)
             ctx.note("samples", msg)
         t0 = time.perf_counter()

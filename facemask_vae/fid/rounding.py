@@ -1,7 +1,7 @@
 """What bf16 or TF32 hardware would do to the Inception features, emulated on any CPU.
 
-A CPU without bf16 units runs bf16 autocast about 29x slower than float32 (docs/performance.md),
-and only a GPU runs TF32. Both formats round the convolutions' inputs and weights and accumulate
+A CPU without bf16 units runs bf16 autocast far slower than float32 (29x for the TorchScript
+network, docs/performance.md), and only a GPU runs TF32. Both formats round the convolutions' inputs and weights and accumulate
 in float32; bf16 autocast also rounds every conv and pooling output, since its activations are
 stored in bf16. :func:`emulate` reproduces that rounding around float32 convolutions, so the
 FID error of either format can be measured at float32 speed (``benchmarks/fid_accuracy.py``).
