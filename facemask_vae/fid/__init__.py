@@ -76,6 +76,32 @@ def _checked_rebuild(script: torch.jit.ScriptModule) -> torch.nn.Module | None:
     return eager if ok else None
 
 
+@contextlib.contextmanager
+def conv_precision(device_type: str, mode: str) -> Iterator[None]:
+    """Float32 convolutions on ``device_type`` computed in ``mode`` ("ieee": float32, "tf32")
+    inside the block, the setting restored after. Uses torch's ``fp32_precision`` settings where
+    they exist (2.9+; the legacy ``allow_tf32`` flag then cannot force float32 when a broader
+    setting asks for TF32), else ``cudnn.allow_tf32``; a no-op where neither applies."""
+    backend = torch.backends.cudnn if device_type == "cuda" else torch.backends.mkldnn
+    conv = getattr(backend, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        old = conv.fp32_precision
+        conv.fp32_precision = mode
+        try:
+            yield
+        finally:
+            conv.fp32_precision = old
+    elif device_type == "cuda":
+        old = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = mode == "tf32"
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32 = old
+    else:
+        yield
+
+
 class InceptionFeatures:
     """2048-d pool features of images in [0, 1], resized to 299 px (bilinear), batched.
 
@@ -114,21 +140,14 @@ class InceptionFeatures:
 
     @contextlib.contextmanager
     def _numerics(self) -> Iterator[None]:
-        """bf16 autocast, or float32 with TF32 convolutions off (they are on by default in
-        PyTorch, and round the inputs to 10 mantissa bits)."""
+        """bf16 autocast, or float32 convolutions (TF32 off: PyTorch turns it on by default on
+        GPUs, where it rounds the inputs to 10 mantissa bits)."""
         if self.precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 yield
-            return
-        if self.device.type != "cuda":
-            yield
-            return
-        tf32 = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cudnn.allow_tf32 = tf32
+        else:
+            with conv_precision(self.device.type, "ieee"):
+                yield
 
     @torch.no_grad()
     def __call__(
