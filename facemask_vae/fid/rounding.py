@@ -5,8 +5,10 @@ network, docs/performance.md), and only a GPU runs TF32. Both formats round the 
 in float32; bf16 autocast also rounds every conv and pooling output, since its activations are
 stored in bf16. :func:`emulate` reproduces that rounding around float32 convolutions, so the
 FID error of either format can be measured at float32 speed (``benchmarks/fid_accuracy.py``).
-The emulation is checked against real bf16 autocast in ``tests/test_fid_rounding.py``; it differs
-from hardware only in the order of float32 accumulation.
+The bf16 emulation models CPU autocast and is checked against it in ``tests/test_fid_rounding.py``
+(it differs only in the order of float32 accumulation); cuDNN's bf16 convolutions add the bias
+after rounding, so on a GPU it is close, not exact. The TF32 rounding (to nearest, ties to even)
+is assumed, not checked against a GPU. Inference only: the hooks round values, not gradients.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def round_tf32(x: torch.Tensor) -> torch.Tensor:
 
     Works on the bit pattern: adding half a unit of the last kept bit (less one when that bit is
     even) and clearing the dropped bits rounds to nearest, ties to even. Same shape and memory
-    layout; infinities stay as they are (for finite inputs, the case here).
+    layout; infinities stay as they are; NaNs are not handled (activations here are finite).
     """
     bits = x.view(torch.int32)
     out = (bits >> _TF32_DROPPED_BITS).bitwise_and_(1)  # 1 where the last kept bit is odd
