@@ -128,6 +128,9 @@ def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
     a, b = f1.double().flatten(1), f2.double().flatten(1)
     if a.shape[0] < 2 or b.shape[0] < 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"need two N x F sets with N >= 2, got {tuple(a.shape)}, {tuple(b.shape)}")
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        # LAPACK's eigensolver can crash the process on NaN input rather than raise
+        raise ValueError("the feature sets hold NaN or inf: their Frechet distance is undefined")
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
     eig = torch.linalg.eigvals(s1 @ s2)

@@ -174,3 +174,13 @@ def test_mmd_to_standard_normal_matches_the_closed_form_for_gaussian_codes(shift
 def test_frechet_distance_refuses_too_few_rows_or_mismatched_features(a, b):
     with pytest.raises(ValueError, match=re.escape(f"N >= 2, got {a}, {b}")):
         M.frechet_distance(torch.zeros(a), torch.zeros(b))
+
+
+def test_frechet_distance_refuses_nan_features_instead_of_crashing():
+    f = torch.randn(50, 8)
+    bad = f.clone()
+    bad[3, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        M.frechet_distance(bad, f)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        M.frechet_distance(f, bad * float("inf"))

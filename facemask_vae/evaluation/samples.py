@@ -175,6 +175,19 @@ def fitted_samplers(ctx: Context, i: int, kinds: list[str]) -> dict[str, LatentS
 
 
 def _draw(ctx: Context, i: int, sampler: LatentSampler, s: Setting) -> torch.Tensor:
+    """``n_samples`` images of run ``i`` at setting ``s``; refuses non-finite ones by name."""
+    images = _draw_all(ctx, i, sampler, s)
+    bad = int((~torch.isfinite(images.flatten(1))).any(1).sum())
+    if bad:
+        raise RuntimeError(
+            f"{ctx.names[i]}: {s} drew {bad} of {len(images)} images with NaN or inf "
+            f"(sampler {sampler!r}); leave that sampler or temperature out of samplers= / "
+            "temperatures= to evaluate the rest"
+        )
+    return images
+
+
+def _draw_all(ctx: Context, i: int, sampler: LatentSampler, s: Setting) -> torch.Tensor:
     model, g, n = ctx.runs[i].model, _gen(ctx, 2), int(ctx.cfg.n_samples)
     return torch.cat(
         [
