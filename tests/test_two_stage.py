@@ -140,3 +140,17 @@ def test_the_figure_caption_names_the_two_stage_options_only_when_one_ran():
         OmegaConf.create({"samplers": ["gmm_all", "two_stage_all"], "two_stage": {"hidden": 32}})
     )
     assert "64-d latent" in note and "hidden layers of 32" in note and "100 epochs" in note
+
+
+def test_a_diverged_fit_is_refused_instead_of_drawing_nan(monkeypatch):
+    real_loss = SecondStage.loss
+    calls = []
+
+    def loss(self, x):  # finite for the first epoch's 2 batches, then NaN
+        calls.append(1)
+        out = real_loss(self, x)
+        return out if len(calls) <= 2 else out * float("nan")
+
+    monkeypatch.setattr(SecondStage, "loss", loss)
+    with pytest.raises(RuntimeError, match="diverged in epoch 2 of 3"):
+        fit_two_stage(torch.randn(300, 6), latent_dim=2, hidden=8, epochs=3, batch_size=150)

@@ -129,4 +129,10 @@ def fit_two_stage(
                 sched.step()
                 total += loss.item() * len(idx)
             losses.append(total / len(x))
+            if not math.isfinite(losses[-1]):  # a diverged fit would only draw NaN codes
+                raise RuntimeError(
+                    f"the second-stage VAE diverged in epoch {len(losses)} of {epochs} (loss "
+                    f"{losses[-1]}; the last finite epochs: {losses[-4:-1]}) on {tuple(z.shape)} "
+                    "codes, so its draws would be NaN; leave the two_stage samplers out for this run"
+                )
     return TwoStageSampler(stage, mean, std, losses)
