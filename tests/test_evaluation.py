@@ -397,3 +397,19 @@ def test_training_curves_are_read_per_epoch(runs):
         epochs, values = curves[q]["train"]
         assert list(epochs) == [0, 1] and len(values) == 2, q
     assert list(curves["loss"]["val"][0]) == [0, 1]
+
+
+def test_eval_refuses_a_sample_set_with_nan_images_and_names_it(monkeypatch):
+    from types import SimpleNamespace
+
+    from facemask_vae.evaluation import samples
+
+    images = torch.rand(6, 3, 8, 8)
+    images[4, 0, 1, 1] = float("nan")
+    monkeypatch.setattr(samples, "_draw_all", lambda *a: images)
+    ctx = SimpleNamespace(names=["vae_unet"])
+    setting = samples.Setting("two_stage_all", 1.0, True, None)
+    with pytest.raises(RuntimeError, match=r"vae_unet: .* drew 1 of 6 images with NaN"):
+        samples._draw(ctx, 0, object(), setting)
+    images[4] = 0.5
+    assert samples._draw(ctx, 0, object(), setting) is images
