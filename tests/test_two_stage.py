@@ -8,7 +8,7 @@ import torch
 
 from facemask_vae.models import VAE
 from facemask_vae.sampling import TwoStageSampler, fit_two_stage, make_sampler
-from facemask_vae.sampling.two_stage import MIN_GAMMA, SecondStage
+from facemask_vae.sampling.two_stage import LOGVAR_RANGE, MIN_GAMMA, SecondStage
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -73,6 +73,29 @@ def test_second_stage_loss_is_the_negative_elbo_with_a_learned_variance():
     with torch.no_grad():
         stage.log_gamma.fill_(-20.0)
     assert stage.gamma().item() == pytest.approx(MIN_GAMMA)  # the floor against a perfect fit
+
+
+def test_posterior_log_variance_is_bounded_so_a_runaway_encoder_cannot_overflow():
+    """A log-variance above 88 overflows exp in float32: the fit on the default U-Net VAE's
+    codes at seed 1 reached that and drew only NaN. The clamp keeps loss and gradients finite,
+    and is the identity inside its range, so a fit that never reaches it is unchanged."""
+    torch.manual_seed(0)
+    stage = SecondStage(3, latent_dim=2, hidden=4)
+    x = torch.randn(5, 3)
+    mu, logvar = stage.posterior(x)
+    raw_mu, raw_logvar = stage.encoder(x).chunk(2, dim=1)
+    assert torch.equal(mu, raw_mu) and torch.equal(logvar, raw_logvar)  # inside the range
+    last = stage.encoder[-1]
+    for runaway in (200.0, -1000.0):
+        with torch.no_grad():
+            last.bias[2:].fill_(runaway)  # the log-variance half of the encoder's output
+        _, logvar = stage.posterior(x)
+        assert logvar.min() >= LOGVAR_RANGE[0] and logvar.max() <= LOGVAR_RANGE[1]
+        stage.zero_grad()
+        loss = stage.loss(x)
+        loss.backward()
+        assert torch.isfinite(loss)
+        assert all(torch.isfinite(p.grad).all() for p in stage.parameters() if p.grad is not None)
 
 
 def test_fit_is_seeded_and_leaves_the_global_rng_alone():

@@ -25,6 +25,11 @@ from facemask_vae.sampling.samplers import LatentSampler, _randn
 #: a perfect fit would drive it to 0 and the loss to minus infinity (Dai & Wipf, section 4).
 #: Below the floor log gamma gets no gradient, so gamma stays at the floor from then on.
 MIN_GAMMA = 1e-3
+#: the second stage's posterior log-variance is clamped to this range. Unbounded, it diverged on
+#: the default U-Net VAE's 5,568-d codes at seed 1: a few units' log-variance ran to -600 within
+#: 8 epochs and then above 88, where exp overflows float32, and every draw was NaN (results 6i).
+#: Inside the range the clamp is the identity, so a fit that never reaches it is unchanged.
+LOGVAR_RANGE = (-30.0, 20.0)
 #: the second VAE's size and training length unless the caller says otherwise (eval's defaults too)
 DEFAULTS = {"latent_dim": 64, "hidden": 256, "epochs": 100}
 
@@ -50,9 +55,15 @@ class SecondStage(nn.Module):
     def gamma(self) -> torch.Tensor:
         return self.log_gamma.exp().clamp(min=MIN_GAMMA)
 
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(u | x) for scaled codes x (N x D): its mean and log-variance (N x d each), the
+        log-variance clamped to ``LOGVAR_RANGE``."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar.clamp(*LOGVAR_RANGE)
+
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """Negative ELBO per code (x: N x D, centred and scaled), averaged over the batch, in nats."""
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        mu, logvar = self.posterior(x)
         u = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
         gamma = self.gamma()
         rec = ((x - self.decoder(u)) ** 2).sum(1) / (2 * gamma)
