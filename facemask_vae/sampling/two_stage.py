@@ -26,9 +26,10 @@ from facemask_vae.sampling.samplers import LatentSampler, _randn
 #: Below the floor log gamma gets no gradient, so gamma stays at the floor from then on.
 MIN_GAMMA = 1e-3
 #: the second stage's posterior log-variance is clamped to this range. Unbounded, it diverged on
-#: the default U-Net VAE's 5,568-d codes at seed 1: a few units' log-variance ran to -600 within
-#: 8 epochs and then above 88, where exp overflows float32, and every draw was NaN (results 6i).
-#: Inside the range the clamp is the identity, so a fit that never reaches it is unchanged.
+#: the default U-Net VAE's 5,568-d codes at seed 1: a few log-variances ran to -600 within 8
+#: epochs, then one to +65 (its exp, 1.7e28, in the loss), the next step left the weights NaN,
+#: and every draw was NaN (results 6i). Inside the range the clamp is the identity, so a fit
+#: that never reaches it is unchanged.
 LOGVAR_RANGE = (-30.0, 20.0)
 #: the second VAE's size and training length unless the caller says otherwise (eval's defaults too)
 DEFAULTS = {"latent_dim": 64, "hidden": 256, "epochs": 100}
