@@ -1,6 +1,7 @@
 """eval.py end to end on two tiny trained runs: the report, metrics.json and every figure, the
-numbers' definitions, determinism, sections run alone, best_by=fid and the augmented probe.
-The pieces that can fail on their own are in test_evaluation_parts.py."""
+numbers' definitions, the final beta, the trained VAE's IWAE bound, determinism, sections run
+alone, best_by=fid and the augmented probe. Pieces tested on tiny untrained models or fakes
+are in test_evaluation_parts.py."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def test_second_stage_loss_is_the_negative_elbo_with_a_learned_variance():
     torch.manual_seed(1)
     got = stage.loss(x)
     torch.manual_seed(1)
-    mu, logvar = stage.encoder(x).chunk(2, dim=1)
+    mu, logvar = stage.encoder(x).chunk(2, dim=1)  # inside LOGVAR_RANGE: the clamp is idle
     u = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
     rec = torch.distributions.Normal(stage.decoder(u), math.sqrt(0.5)).log_prob(x).sum(1)
     q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
@@ -77,8 +77,9 @@ def test_second_stage_loss_is_the_negative_elbo_with_a_learned_variance():
 
 def test_posterior_log_variance_is_bounded_so_a_runaway_encoder_cannot_overflow():
     """An unbounded log-variance ran away in the fit on the default U-Net VAE's codes at seed 1
-    (to +65, and its weights turned NaN); above 88 exp overflows float32. The clamp keeps loss
-    and gradients finite, and is the identity inside its range."""
+    (to -600, then +65, and its weights turned NaN). The clamp is the identity inside its range;
+    above it, loss and gradients stay finite (exp overflows float32 above 88); below it, the
+    loss is that of the bound and the runaway units get no gradient."""
     torch.manual_seed(0)
     stage = SecondStage(3, latent_dim=2, hidden=4)
     x = torch.randn(5, 3)
@@ -86,16 +87,25 @@ def test_posterior_log_variance_is_bounded_so_a_runaway_encoder_cannot_overflow(
     raw_mu, raw_logvar = stage.encoder(x).chunk(2, dim=1)
     assert torch.equal(mu, raw_mu) and torch.equal(logvar, raw_logvar)  # inside the range
     last = stage.encoder[-1]
-    for runaway in (200.0, -1000.0):
+
+    def loss_at(raw: float) -> torch.Tensor:
         with torch.no_grad():
-            last.bias[2:].fill_(runaway)  # the log-variance half of the encoder's output
-        _, logvar = stage.posterior(x)
-        assert logvar.min() >= LOGVAR_RANGE[0] and logvar.max() <= LOGVAR_RANGE[1]
+            last.weight[2:].zero_()  # the log-variance half of the encoder's output is `raw`
+            last.bias[2:].fill_(raw)
         stage.zero_grad()
+        torch.manual_seed(2)
         loss = stage.loss(x)
         loss.backward()
+        return loss
+
+    for runaway in (200.0, -1000.0):
+        loss = loss_at(runaway)
+        _, logvar = stage.posterior(x)
+        assert logvar.min() >= LOGVAR_RANGE[0] and logvar.max() <= LOGVAR_RANGE[1]
         assert torch.isfinite(loss)
         assert all(torch.isfinite(p.grad).all() for p in stage.parameters() if p.grad is not None)
+    assert last.bias.grad[2:].abs().max() == 0  # the runaway units get no gradient...
+    assert torch.equal(loss, loss_at(LOGVAR_RANGE[0]))  # ...and cost what the bound costs
 
 
 def test_fit_is_seeded_and_leaves_the_global_rng_alone():
