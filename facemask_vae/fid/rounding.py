@@ -1,12 +1,12 @@
 """What bf16 or TF32 hardware would do to the Inception features, emulated on any CPU.
 
 A CPU without bf16 units runs bf16 autocast far slower than float32 (29x for the TorchScript
-network, docs/performance.md), and only a GPU runs TF32. Both formats round the convolutions' inputs and weights and accumulate
-in float32; bf16 autocast also rounds every conv and pooling output, since its activations are
-stored in bf16. :func:`emulate` reproduces that rounding around float32 convolutions, so the
-FID error of either format can be measured at float32 speed (``benchmarks/fid_accuracy.py``).
-The bf16 emulation models CPU autocast and is checked against it in ``tests/test_fid_rounding.py``
-(it differs only in the order of float32 accumulation); cuDNN's bf16 convolutions add the bias
+network, docs/performance.md), and only a GPU runs TF32. Both formats round the convolutions'
+inputs and weights and accumulate in float32; bf16 autocast also rounds every conv and pooling
+output, since its activations are stored in bf16. :func:`emulate` reproduces that rounding
+around float32 convolutions, so the FID error of either format can be measured at float32 speed
+(``benchmarks/fid_accuracy.py``). The bf16 emulation models CPU autocast and is checked against
+it in ``tests/test_fid_rounding.py`` (it differs only in the order of float32 accumulation); cuDNN's bf16 convolutions add the bias
 after rounding, so on a GPU it is close, not exact. The TF32 rounding (to nearest, ties to even)
 is assumed, not checked against a GPU. Inference only: the hooks round values, not gradients.
 """
@@ -18,8 +18,6 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-
-FORMATS = ("bf16", "tf32")
 
 #: TF32 keeps 10 of float32's 23 mantissa bits
 _TF32_DROPPED_BITS = 13
@@ -55,7 +53,7 @@ def emulate(net: nn.Module, fmt: str) -> nn.Module:
     what the tensor cores read: conv inputs and weights.
     """
     if fmt not in ROUND:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        raise ValueError(f"fmt must be one of {tuple(ROUND)}, got {fmt!r}")
     rnd = ROUND[fmt]
     net = copy.deepcopy(net)
 
