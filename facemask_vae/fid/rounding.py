@@ -6,9 +6,10 @@ inputs and weights and accumulate in float32; bf16 autocast also rounds every co
 output, since its activations are stored in bf16. :func:`emulate` reproduces that rounding
 around float32 convolutions, so the FID error of either format can be measured at float32 speed
 (``benchmarks/fid_accuracy.py``). The bf16 emulation models CPU autocast and is checked against
-it in ``tests/test_fid_rounding.py`` (it differs only in the order of float32 accumulation); cuDNN's bf16 convolutions add the bias
-after rounding, so on a GPU it is close, not exact. The TF32 rounding (to nearest, ties to even)
-is assumed, not checked against a GPU. Inference only: the hooks round values, not gradients.
+it in ``tests/test_fid_rounding.py`` (it differs only in the order of float32 accumulation);
+cuDNN's bf16 convolutions add the bias after rounding, so on a GPU it is close, not exact. The
+TF32 rounding (to nearest, ties to even) is assumed, not checked against a GPU. Inference only:
+the hooks round values, not gradients.
 """
 
 from __future__ import annotations
