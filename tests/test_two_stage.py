@@ -175,6 +175,21 @@ def test_the_figure_caption_names_the_two_stage_options_only_when_one_ran():
     assert "64-d latent" in note and "hidden layers of 32" in note and "100 epochs" in note
 
 
+def test_on_batch_sees_every_batch_and_leaves_the_fit_unchanged():
+    z, seen = torch.randn(300, 6), []
+
+    def on_batch(epoch, stage, x, loss):
+        stage.encoder(x)  # what a logger does: a forward pass, no random numbers
+        seen.append((epoch, len(x), loss.requires_grad))
+
+    kw = dict(latent_dim=2, hidden=8, epochs=2, batch_size=128)
+    watched = fit_two_stage(z, on_batch=on_batch, **kw)
+    plain = fit_two_stage(z, **kw)
+    assert seen == [(e, n, False) for e in (0, 1) for n in (128, 128, 44)]
+    assert watched.fit_loss == plain.fit_loss
+    assert torch.equal(watched.draw(5, generator=_gen(0)), plain.draw(5, generator=_gen(0)))
+
+
 def test_a_diverged_fit_is_refused_instead_of_drawing_nan(monkeypatch):
     real_loss = SecondStage.loss
     calls = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -112,9 +113,12 @@ def fit_two_stage(
     batch_size: int = 256,
     lr: float = 1e-3,
     seed: int = 0,
+    on_batch: Callable[[int, SecondStage, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> TwoStageSampler:
     """A second VAE trained on codes ``z`` (N x D) with AdamW and a cosine learning rate, seeded:
-    the same codes and seed give the same sampler."""
+    the same codes and seed give the same sampler. ``on_batch(epoch, stage, x, loss)``, if given,
+    sees each scaled batch and its loss before the step (scripts/two_stage_fit_log.py); it must
+    not draw random numbers, or the fit changes."""
     if latent_dim < 1 or hidden < 1 or epochs < 1:
         raise ValueError(
             f"two_stage needs latent_dim, hidden and epochs >= 1, got {latent_dim}, {hidden}, {epochs}"
@@ -132,10 +136,13 @@ def fit_two_stage(
         steps_per_epoch = math.ceil(len(x) / batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
         losses = []
-        for _ in range(epochs):
+        for epoch in range(epochs):
             total = 0.0
             for idx in torch.randperm(len(x)).split(batch_size):
-                loss = stage.loss(x[idx])
+                batch = x[idx]
+                loss = stage.loss(batch)
+                if on_batch is not None:
+                    on_batch(epoch, stage, batch, loss.detach())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
