@@ -28,10 +28,11 @@ from facemask_vae.sampling.samplers import LatentSampler, _randn
 MIN_GAMMA = 1e-3
 #: the second stage's posterior log-variance is clamped to this range. Unbounded, it diverged on
 #: the default U-Net VAE's 5,568-d codes at seed 1: a few log-variances ran to -600 within 8
-#: epochs, then one to +65 (its exp, 2.6e28, in the loss), the next step left the weights NaN,
-#: and every draw was NaN (results 6i). With the clamp that fit stays finite; the lower bound is
-#: the one it reached. A value beyond the range gets no gradient (its KL term is capped there).
-#: Inside the range the clamp is the identity, so a fit that never reaches it is unchanged.
+#: epochs, then one to +65 (its exp, 2.6e28, in the loss), the next epoch's loss was NaN, and
+#: every draw was NaN (results 6i; scripts/two_stage_fit_log.py --no-clamp shows it). With the
+#: clamp that fit stays finite; the lower bound is the one it reached. A value beyond the range
+#: gets no gradient (its KL term is capped there). Inside the range the clamp is the identity,
+#: so a fit that never reaches it is unchanged.
 LOGVAR_RANGE = (-30.0, 20.0)
 #: the second VAE's size and training length unless the caller says otherwise (eval's defaults too)
 DEFAULTS = {"latent_dim": 64, "hidden": 256, "epochs": 100}
