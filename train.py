@@ -7,6 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 import facemask_vae.config  # noqa: F401  (registers the config resolvers)
+from facemask_vae import metric_keys as K
 from facemask_vae.errors import friendly_errors
 from facemask_vae.training import train
 
@@ -16,7 +17,7 @@ def main(cfg: DictConfig) -> float | None:
     with friendly_errors():
         metrics = train(cfg)["metrics"]
     # what a Hydra sweeper would optimise: the validation ELBO, or the AE's validation loss
-    return metrics.get("val/elbo", metrics.get("val/loss"))
+    return metrics.get(K.VAL_ELBO, metrics.get(K.VAL_LOSS))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The three training paths that ``speed.py --device`` times, each run in a process of its own.
+"""The three training paths that ``python -m benchmarks.speed --device`` times, each run in a
+process of its own.
 
 ``end_to_end`` (``train.py``'s path, per-epoch wall time), ``bare_step`` (one step, no Lightning,
 no data loading) and ``reference`` (eager float32, a JPEG-decoding DataLoader); each takes the
@@ -15,15 +16,15 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.speed import MODELS, eager_step, flops_per_image, negative_elbo
-
-#: speed.py's model names as train.py overrides
-MODEL_OVERRIDES = {
-    "ae": ["model=ae"],
-    "vae": ["model=vae"],
-    "vae_unet": ["model=vae_unet"],
-    "vae_unet_block": ["model=vae_unet", "model.skip_posterior=block"],
-}
+from benchmarks.common import (
+    MODEL_OVERRIDES,
+    build_model,
+    eager_step,
+    flops_per_image,
+    negative_elbo,
+    training_module,
+)
+from facemask_vae import metric_keys as K
 
 
 def sync(device: torch.device) -> None:
@@ -57,7 +58,7 @@ def end_to_end(spec: dict) -> dict:
         f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
         f"trainer.max_epochs={spec['epochs']}",
         "test=false",
-        *([] if mode == "none" else ["model.compile=true", f"model.compile_mode={mode}"]),
+        *([] if mode == "none" else ["module.compile=true", f"module.compile_mode={mode}"]),
         *spec["overrides"],
     ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -106,8 +107,8 @@ def end_to_end(spec: dict) -> dict:
         "setup_s": clock.starts[0] - t0,
         "precision": str(cfg.trainer.precision),
         "batches_from": clock.loader,
-        "val_elbo": result["metrics"].get("val/elbo"),
-        "val_loss": result["metrics"].get("val/loss"),
+        "val_elbo": result["metrics"].get(K.VAL_ELBO),
+        "val_loss": result["metrics"].get(K.VAL_LOSS),
         "peak_gpu_mb": peak_memory_mb(device),
         "overrides": overrides,
     }
@@ -115,8 +116,6 @@ def end_to_end(spec: dict) -> dict:
 
 def bare_step(spec: dict) -> dict:
     """One training step as in profile_step.py, on the device, per batch size (and precision)."""
-    from hydra.utils import get_class
-
     from facemask_vae.config import auto_precision
 
     device, size, mode = torch.device(spec["device"]), spec["size"], spec["compile_mode"]
@@ -127,22 +126,21 @@ def bare_step(spec: dict) -> dict:
     if bf16 and mode == "none":
         runs += [(b, False) for b in spec["step_batches"]]
     for batch, use_bf16 in runs:
-        target, kw = MODELS[spec["model"]]
         compiled = {} if mode == "none" else {"compile": True, "compile_mode": mode}
-        model = get_class(target)(image_size=size, channels_last=True, **kw, **compiled)
-        model.configure_model()  # torch.compile, as the Trainer does
-        model.to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        module = training_module(spec["model"], size, channels_last=True, **compiled)
+        module.configure_model()  # torch.compile, as the Trainer does
+        module.to(device)
+        opt = module.make_optimizer(module.model.parameters())  # AdamW, as configure_optimizers
         x = torch.rand(batch, 3, size, size, device=device)
         x = x.contiguous(memory_format=torch.channels_last)
 
-        def step(model=model, opt=opt, x=x, use_bf16=use_bf16) -> None:
-            model.on_train_batch_start(None, 0)  # the CUDA-graph step mark, as under a Trainer
+        def step(module=module, opt=opt, x=x, use_bf16=use_bf16) -> None:
+            module.on_train_batch_start(None, 0)  # the CUDA-graph step mark, as under a Trainer
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = negative_elbo(model, x)
+                loss = negative_elbo(module.model, x)
             opt.zero_grad(set_to_none=True)
             (loss / x[0].numel()).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
             opt.step()
 
         t0 = time.perf_counter()
@@ -162,14 +160,13 @@ def bare_step(spec: dict) -> dict:
             "tflop_per_s": gflop * batch / dt / 1e3,
             "warmup_s": t1 - t0,
         }
-        del model, opt, x
+        del module, opt, x
     out["peak_gpu_mb"] = peak_memory_mb(device)
     return out
 
 
 def reference(spec: dict) -> dict:
     """Eager float32, contiguous, a DataLoader decoding JPEGs and copying batches to the device."""
-    from hydra.utils import get_class
     from torchvision import datasets, transforms
 
     device, size, batch = torch.device(spec["device"]), spec["size"], spec["batch"]
@@ -192,8 +189,7 @@ def reference(spec: dict) -> dict:
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
     )
-    target, kw = MODELS[spec["model"]]
-    model = get_class(target)(image_size=size, channels_last=False, **kw).to(device)
+    model = build_model(spec["model"], size).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     done, total, t0 = 0, spec["steps"] + spec["warmup"], 0.0
     while done < total:

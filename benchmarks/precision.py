@@ -1,8 +1,8 @@
 """Does bf16 mixed precision cost quality? The validation ELBO after the same short run, per precision.
 
-    python benchmarks/precision.py --out benchmarks/results/precision.json
-    python benchmarks/precision.py --epochs 1 --limit 512 --seeds 42   # a quick look
-    python benchmarks/precision.py model.skip_posterior=block         # any Hydra override
+    python -m benchmarks.precision --out benchmarks/results/precision.json
+    python -m benchmarks.precision --epochs 1 --limit 512 --seeds 42   # a quick look
+    python -m benchmarks.precision model.skip_posterior=block         # any Hydra override
 
 Trains the default U-Net VAE (64 px, batch 128) in float32 and in bf16-mixed from each of the
 seeds and compares the final validation ELBOs: per seed (the same initialisation and data order
@@ -17,20 +17,19 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import command_line
+from facemask_vae import metric_keys as K
 
 
 def val_elbo_history(run_dir: Path) -> list[float]:
     """The run's validation ELBO after each epoch, from its TensorBoard events."""
     from facemask_vae.curves import read_curves
 
-    _, values = read_curves(run_dir, {"elbo": {"val": "val/elbo"}})["elbo"]["val"]
+    _, values = read_curves(run_dir, {K.ELBO: {K.VAL: K.VAL_ELBO}})[K.ELBO][K.VAL]
     return values.tolist()
 
 
@@ -47,7 +46,8 @@ def run(precision: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         *data,
         f"model={args.model}",
         f"anneal={args.anneal}",
-        f"model.scheduler={args.scheduler}",
+        # the scheduler group defaults to none; `scheduler=null` is no group override in Hydra
+        "~scheduler" if args.scheduler in ("null", "none") else f"scheduler={args.scheduler}",
         *([f"data.limit_per_split={args.limit}"] if args.limit else []),
         f"trainer.max_epochs={args.epochs}",
         f"trainer.precision={precision}",
@@ -70,23 +70,27 @@ def run(precision: str, seed: int, args: argparse.Namespace, work: Path) -> dict
     return {
         "precision": precision,
         "seed": seed,
-        "val_elbo": m["val/elbo"],
+        "val_elbo": m[K.VAL_ELBO],
         "val_elbo_per_epoch": val_elbo_history(out),
         "model_config": OmegaConf.to_container(cfg.model, resolve=True),
-        "val_recon": m["val/recon"],
-        "val_kl": m["val/kl"],
+        "val_recon": m[K.key(K.VAL, K.RECON)],
+        "val_kl": m[K.key(K.VAL, K.KL)],
         "seconds": seconds,
         "overrides": overrides,
     }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.precision", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--model", default="vae_unet")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--limit", type=int, default=None, help="images per split (default: all)")
     p.add_argument("--anneal", default="constant", help="a conf/anneal/ config")
-    p.add_argument("--scheduler", default="cosine", help="model.scheduler: cosine | null | plateau")
+    p.add_argument(
+        "--scheduler", default="cosine", help="a conf/scheduler/ config (cosine | plateau), or null"
+    )
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("overrides", nargs="*", help="Hydra overrides for both precisions")
     p.add_argument("--seeds", default="42,43,44", help="comma-separated; each runs both precisions")
@@ -127,7 +131,7 @@ def main() -> None:
         "fp32_seed_std_rel": None
         if per_prec["32-true"]["val_elbo_std"] is None
         else per_prec["32-true"]["val_elbo_std"] / abs(fp32_mean),
-        "command": "python " + " ".join(sys.argv),
+        "command": command_line(),
     }
     print(json.dumps(summary, indent=2))
     if args.out:

@@ -1,7 +1,7 @@
 """Where a training step's time goes: forward, backward and optimiser, then the costliest ops.
 
-    python benchmarks/profile_step.py --model vae_unet --out benchmarks/results/profile_vae_unet.json
-    python benchmarks/profile_step.py --model vae_unet --no-heap-reuse   # glibc's default malloc
+    python -m benchmarks.profile_step --model vae_unet --out benchmarks/results/profile_vae_unet.json
+    python -m benchmarks.profile_step --model vae_unet --no-heap-reuse   # glibc's default malloc
 
 Runs the bare training step of ``speed.py``'s reference loop, but on the default path's settings
 (bf16 autocast where the CPU has AMX, channels_last, heap reuse, AdamW, gradient clipping) on
@@ -17,16 +17,12 @@ import argparse
 import json
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.speed import MODELS, build_model, machine, negative_elbo  # noqa: E402
+from benchmarks.common import MODELS, build_model, command_line, machine, negative_elbo
 
 
 def make_step(model, batch: int, size: int, bf16: bool):
@@ -50,7 +46,9 @@ def make_step(model, batch: int, size: int, bf16: bool):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.profile_step", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--model", default="vae_unet", choices=sorted(MODELS))
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch", type=int, default=128)
@@ -112,7 +110,7 @@ def main() -> None:
         "img_per_s": args.batch / total,
         "epoch_seconds_10023_images": 10023 / (args.batch / total),
         "top_ops": ops,
-        "command": "python " + " ".join(sys.argv),
+        "command": command_line(),
     }
     print(
         f"{args.model} @ {args.size}px, batch {args.batch}, {result['precision']}: "

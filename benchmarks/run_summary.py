@@ -1,6 +1,6 @@
 """What a finished train.py run measured, as JSON: its ELBO per epoch and its epochs' wall time.
 
-    python benchmarks/run_summary.py <run dir> [<run dir> ...] [--wall name=seconds ...] [--out f.json]
+    python -m benchmarks.run_summary <run dir> [<run dir> ...] [--wall name=seconds ...] [--out f.json]
 
 Per run: the resolved settings that matter for speed and quality (model, batch size, learning
 rate, precision, compile, where batches came from), the validation ELBO after every epoch and at
@@ -19,6 +19,27 @@ import statistics
 import sys
 from pathlib import Path
 
+from facemask_vae import metric_keys as K
+
+#: where a setting is in a run's config.yaml, newest spelling first (older runs kept the training
+#: options under model.*)
+SETTINGS = {
+    "lr": ("optimizer.lr", "model.lr"),
+    "compile": ("module.compile", "model.compile"),
+    "compile_mode": ("module.compile_mode", "model.compile_mode"),
+}
+
+
+def setting(cfg, name: str):
+    """A run's setting ``name`` (a key of :data:`SETTINGS`) under whichever key its config has."""
+    from omegaconf import OmegaConf
+
+    for key in SETTINGS[name]:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            return value
+    return None
+
 
 def summarise(run_dir: Path) -> dict:
     from omegaconf import OmegaConf
@@ -31,7 +52,7 @@ def summarise(run_dir: Path) -> dict:
         acc.Reload()
         for tag in acc.Tags()["scalars"]:
             scalars.setdefault(tag, []).extend(acc.Scalars(tag))
-    elbo = sorted(scalars.get("val/elbo", []), key=lambda e: e.wall_time)
+    elbo = sorted(scalars.get(K.VAL_ELBO, []), key=lambda e: e.wall_time)
     times = [e.wall_time for e in elbo]
     epochs = [b - a for a, b in itertools.pairwise(times)]
     last = {t: sorted(v, key=lambda e: e.step)[-1].value for t, v in scalars.items()}
@@ -39,23 +60,25 @@ def summarise(run_dir: Path) -> dict:
         "run_name": cfg.get("run_name"),
         "model": cfg.model.get("name"),
         "batch_size": cfg.data.batch_size,
-        "lr": cfg.model.lr,
+        "lr": setting(cfg, "lr"),
         "on_device": cfg.data.get("on_device"),
         "precision": cfg.trainer.precision,
-        "compile": cfg.model.get("compile"),
-        "compile_mode": cfg.model.get("compile_mode"),
+        "compile": setting(cfg, "compile"),
+        "compile_mode": setting(cfg, "compile_mode"),
         "max_epochs": cfg.trainer.max_epochs,
         "val_elbo_per_epoch": [e.value for e in elbo],
         "final_val_elbo": elbo[-1].value if elbo else None,
         "best_val_elbo": max((e.value for e in elbo), default=None),
-        "test": {t: v for t, v in last.items() if t.startswith("test/")},
+        "test": {t: v for t, v in last.items() if t.startswith(K.key(K.TEST, ""))},
         "epoch_s_between_val_events": epochs,
         "median_epoch_s": statistics.median(epochs) if epochs else None,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.run_summary", description=__doc__.splitlines()[0]
+    )
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--wall", action="append", default=[], help="name=seconds of the whole run")
     p.add_argument("--out", type=Path, default=None)

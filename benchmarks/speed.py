@@ -1,8 +1,10 @@
 """Training and evaluation speed of every model, against a plain reference, measured side by side.
 
-    python benchmarks/speed.py --quick --out /tmp/speed_quick.json    # 64 px, fewer steps
-    python benchmarks/speed.py --out benchmarks/results/speed.json    # 64 and 128 px
-    python benchmarks/speed.py --sizes 64 --models vae_unet,vae_unet_block
+    python -m benchmarks.speed --quick --out /tmp/speed_quick.json    # 64 px, fewer steps
+    python -m benchmarks.speed --out benchmarks/results/speed.json    # 64 and 128 px
+    python -m benchmarks.speed --sizes 64 --models vae_unet,vae_unet_block
+
+Run it from the repository root, as a module (``benchmarks`` is a package).
 
 Per model and image size it reports: training images/s of the project's default path (Lightning
 Trainer, the default precision, channels_last, the decoded-image cache) and of a plain reference
@@ -14,7 +16,7 @@ real Face Mask 12K), else synthetic faces written to disk as JPEGs in the Kaggle
 With ``--compile`` it also times the default path with torch.compile, and its compile time.
 
 ``--device cpu|cuda`` runs the device suite instead (``benchmarks/speed_device.py``, its own
-options: ``--device cuda --help``): end to end through ``train.py``'s path, the bare step and
+options: ``python -m benchmarks.speed --device cuda --help``): end to end through ``train.py``'s path, the bare step and
 the eager float32 DataLoader reference side by side, per compile mode, with the GPU's name.
 """
 
@@ -23,9 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,90 +33,17 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-MODELS = {
-    "ae": ("facemask_vae.models.AE", {}),
-    "vae": ("facemask_vae.models.VAE", {"skip": "none"}),
-    "vae_unet": ("facemask_vae.models.VAE", {"skip": "variational", "skip_posterior": "conv"}),
-    # the study's U-Net VAE: conv-block skip posteriors (conf/experiment/ae_vs_vae.yaml)
-    "vae_unet_block": (
-        "facemask_vae.models.VAE",
-        {"skip": "variational", "skip_posterior": "block"},
-    ),
-}
-
-
-def write_synthetic_jpegs(root: Path, n_train: int, size: int = 128) -> Path:
-    """A Kaggle-layout folder of synthetic JPEGs, for machines without the real data."""
-    from PIL import Image
-
-    from facemask_vae.data.base import CLASSES, SPLITS
-    from facemask_vae.data.synthetic import generate_faces
-
-    base = root / "Face Mask Dataset"
-    counts = {"train": n_train, "val": max(n_train // 10, 64), "test": max(n_train // 10, 64)}
-    for seed, (split, n) in enumerate(counts.items()):
-        images, labels = generate_faces(n, image_size=size, seed=1000 + seed)[:2]
-        names = {v: k for k, v in CLASSES.items()}
-        for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
-            d = base / SPLITS[split] / names[int(lab)]
-            d.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img.permute(1, 2, 0).numpy()).save(d / f"{i}.jpg", quality=95)
-    return base
-
-
-def machine() -> dict:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in flags.splitlines() if ln.startswith("model name")),
-        "",
-    )
-    return {
-        "cpu": model or platform.processor(),
-        "cores": os.cpu_count(),
-        "amx_bf16": "amx_bf16" in flags,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "cuda": torch.cuda.is_available(),
-    }
-
-
-def build_model(name: str, image_size: int, channels_last: bool, compile: bool = False):
-    from hydra.utils import get_class
-
-    target, kw = MODELS[name]
-    return get_class(target)(
-        image_size=image_size, channels_last=channels_last, compile=compile, **kw
-    )
-
-
-def negative_elbo(model, x: torch.Tensor) -> torch.Tensor:
-    """The benchmarks' training loss: batch-mean negative ELBO at beta = 1 (nats per image)."""
-    terms = model.loss_terms(x)
-    return terms.recon.mean() + sum(k.sum(1).mean() for k in terms.kls)
-
-
-def eager_step(model, opt: torch.optim.Optimizer, x: torch.Tensor) -> None:
-    """One plain float32 training step (the eager reference): nats per dimension, clipped."""
-    loss = negative_elbo(model, x)
-    opt.zero_grad()
-    (loss / x[0].numel()).backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-
-
-def flops_per_image(name: str, image_size: int, batch: int = 8) -> float:
-    """Forward + backward FLOPs of one training step, per image (torch's FLOP counter)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model = build_model(name, image_size, channels_last=False)
-    x = torch.rand(batch, 3, image_size, image_size)
-    with FlopCounterMode(display=False) as counter:
-        negative_elbo(model, x).backward()
-    return counter.get_total_flops() / batch
+from benchmarks.common import (
+    MODELS,
+    build_model,
+    command_line,
+    eager_step,
+    flops_per_image,
+    machine,
+    run_module,
+    training_module,
+    write_synthetic_jpegs,
+)
 
 
 class _Clock:
@@ -138,10 +65,10 @@ class _Clock:
 def time_default_training(
     name: str, dm, image_size: int, steps: int, warmup: int, compile: bool = False
 ) -> dict:
-    """The project's default path: Lightning Trainer, default precision, channels_last, cache,
-    heap reuse (conf/callbacks/default.yaml).
+    """The project's default path: the training module (AdamW, channels_last) under a Lightning
+    Trainer, default precision, cache, heap reuse (conf/callbacks/default.yaml).
 
-    With ``compile`` the model is built with ``compile=True`` (torch.compile); the warm-up steps
+    With ``compile`` the module is built with ``compile=True`` (torch.compile); the warm-up steps
     then include the compilation, reported as ``warmup_s``.
     """
     import pytorch_lightning as pl
@@ -149,7 +76,7 @@ def time_default_training(
     from facemask_vae.callbacks import HeapReuse
     from facemask_vae.config import auto_precision
 
-    model = build_model(name, image_size, channels_last=True, compile=compile)
+    module = training_module(name, image_size, channels_last=True, compile=compile)
     clock = _Clock().callback
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -164,7 +91,7 @@ def time_default_training(
         gradient_clip_val=1.0,
     )
     start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
+    trainer.fit(module, datamodule=dm)
     s = clock.stamps
     dt = s[-1] - s[warmup - 1]
     return {
@@ -192,7 +119,7 @@ def time_reference_training(
     loader = torch.utils.data.DataLoader(
         ds, batch_size=batch, shuffle=True, num_workers=0, drop_last=True
     )
-    model = build_model(name, image_size, channels_last=False)
+    model = build_model(name, image_size)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     done, t0 = 0, None
     while done < steps + warmup:
@@ -280,13 +207,19 @@ def main() -> None:
         device_suite(sys.argv[1:])
         return
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.speed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="64 px only, fewer steps")
     p.add_argument("--sizes", default="64,128", help="image sizes, comma-separated")
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--models", default="ae,vae,vae_unet,vae_unet_block")
+    p.add_argument(
+        "--models",
+        default="ae,vae,vae_unet,vae_unet_block",
+        help=f"comma-separated, of {sorted(MODELS)}",
+    )
     p.add_argument(
         "--compile", action="store_true", help="also time the default path with torch.compile"
     )
@@ -301,6 +234,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args)))
         return
+    for name in args.models.split(","):
+        if name not in MODELS:
+            p.error(f"--models: {name!r} is not one of {sorted(MODELS)}")
 
     work = Path(tempfile.mkdtemp(prefix="facemask-bench-"))
     data = os.environ.get("FACEMASK_ROOT")
@@ -317,16 +253,14 @@ def main() -> None:
         "steps_timed": steps,
         "models": {},
         "data_module": {},
-        "command": "python " + " ".join(sys.argv),
+        "command": command_line(),
     }
     for size in sizes:
         cache = work / f"cache{size}"
         result["data_module"][f"{size}px"] = time_cache(Path(data), cache, size)
         print(f"data module {size}px: {result['data_module'][f'{size}px']}", flush=True)
         for name in args.models.split(","):
-            cmd = [
-                sys.executable,
-                __file__,
+            child_args = [
                 "--child",
                 "--model",
                 name,
@@ -342,7 +276,9 @@ def main() -> None:
                 str(cache),
                 *(["--compile"] if args.compile else []),
             ]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            out = run_module(
+                "benchmarks.speed", child_args, capture_output=True, text=True, check=False
+            )
             if out.returncode != 0:
                 raise SystemExit(f"benchmark of {name} at {size}px failed:\n{out.stderr[-4000:]}")
             res = json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,11 +1,12 @@
-"""``speed.py --device cpu|cuda``: three training paths side by side on one device, in one run.
+"""``python -m benchmarks.speed --device cpu|cuda``: three training paths side by side on one
+device, in one run.
 
-    python benchmarks/speed.py --device cuda --out benchmarks/results/speed_gpu.json
-    python benchmarks/speed.py --device cuda --compile-modes none,default,reduce-overhead \\
+    python -m benchmarks.speed --device cuda --out benchmarks/results/speed_gpu.json
+    python -m benchmarks.speed --device cuda --compile-modes none,default,reduce-overhead \\
         --step-batches 128,512,2048 --out benchmarks/results/speed_gpu.json
-    python benchmarks/speed.py --device cpu --quick --size 32 --limit 128   # a check, seconds
+    python -m benchmarks.speed --device cpu --quick --size 32 --limit 128   # a check, seconds
 
-Per model and compile mode (``none``: eager, else ``model.compile_mode``):
+Per model and compile mode (``none``: eager, else ``module.compile_mode``):
 
 - ``end_to_end``: ``facemask_vae.training.train`` on a composed config, as ``train.py`` runs it
   (the default callbacks, logger, validation, image logging and checkpoints; ``test=false``):
@@ -36,11 +37,15 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.device_paths import KINDS, MODEL_OVERRIDES  # noqa: E402
-from benchmarks.speed import MODELS, machine  # noqa: E402
+from benchmarks.common import (
+    MODEL_OVERRIDES,
+    MODELS,
+    command_line,
+    machine,
+    run_module,
+    write_synthetic_jpegs,
+)
+from benchmarks.device_paths import KINDS
 
 
 def device_info(device: str) -> dict:
@@ -58,10 +63,17 @@ def device_info(device: str) -> dict:
 
 # ---- the parent: one child per measurement, the JSON rewritten after each ----------------------
 def run_child(spec: dict, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
+    args = ["--child", json.dumps(spec)]
     t0 = time.perf_counter()
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        done = run_module(
+            "benchmarks.speed_device",
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     if done.returncode != 0:
@@ -71,7 +83,9 @@ def run_child(spec: dict, timeout: float) -> dict:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="speed.py --device", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="python -m benchmarks.speed --device",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
     )
     p.add_argument("--device", choices=["cpu", "cuda"], required=True)
     p.add_argument("--quick", action="store_true", help="2 epochs, 3 timed steps, 256 images")
@@ -103,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--device cuda: torch sees no CUDA device here")
     models = args.models.split(",")
     modes = args.compile_modes.split(",")
-    from facemask_vae.models.base import COMPILE_MODES
+    from facemask_vae.lit.module import COMPILE_MODES
 
     for name in models:
         if name not in MODEL_OVERRIDES:
@@ -114,8 +128,6 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="facemask-bench-"))
     data, source = os.environ.get("FACEMASK_ROOT"), "FACEMASK_ROOT (real Face Mask 12K)"
     if not data:
-        from benchmarks.speed import write_synthetic_jpegs
-
         data = str(write_synthetic_jpegs(work, n_train=256 if args.quick else 2000))
         source = "synthetic JPEGs written for the benchmark"
     base = {
@@ -142,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         "data": source,
         "settings": {k: v for k, v in base.items() if k not in ("data", "cache")},
         "models": {},
-        "command": "python " + " ".join([sys.argv[0], *argv]),
+        "command": command_line(argv),
     }
 
     def record(name: str, path: list[str], res: dict) -> None:

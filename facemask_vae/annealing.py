@@ -15,7 +15,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_warn
+
+from facemask_vae.metric_keys import KL
 
 
 def _check_beta(name: str, value: float) -> float:
@@ -227,11 +228,10 @@ class KLAnnealing(pl.Callback):
 class ControlledKLAnnealing(KLAnnealing):
     """Beta from a :class:`PIController` fed with the training KL every ``period`` steps.
 
-    Reading the KL costs one host sync, so it happens every ``period`` steps, not every step.
+    The KL is the one the training step returns (``outputs["kl"]``, nats per image, see
+    :meth:`facemask_vae.lit.TrainingModule.step_outputs`), not a logged metric's name. Reading it
+    costs one host sync, so it happens every ``period`` steps, not every step.
     """
-
-    #: the per-step training KL the model logs (nats per image)
-    KL_KEY = "train/kl_step"
 
     def __init__(self, name: str = "controlled", period: int = 10, **controller: Any) -> None:
         if period < 1:
@@ -240,7 +240,6 @@ class ControlledKLAnnealing(KLAnnealing):
         self.controller = PIController(**controller)
         self.period = period
         self.total_steps = None
-        self._warned = False
 
     def on_fit_start(self, trainer, pl_module) -> None:
         pl_module.beta = self.controller.beta
@@ -249,17 +248,16 @@ class ControlledKLAnnealing(KLAnnealing):
         pl_module.beta = self.controller.beta
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step % self.period == 0:
-            kl = trainer.callback_metrics.get(self.KL_KEY)
-            if isinstance(kl, torch.Tensor) and torch.isfinite(kl):
-                self.controller.update(float(kl))
-            elif kl is None and not self._warned:  # a renamed metric would freeze beta silently
-                self._warned = True
-                rank_zero_warn(
-                    f"anneal=controlled steers beta by the logged {self.KL_KEY!r}, which is not "
-                    f"among the logged metrics {sorted(trainer.callback_metrics)}: beta stays at "
-                    f"{self.controller.beta}"
-                )
+        if trainer.global_step % self.period != 0:
+            return
+        kl = outputs.get(KL) if isinstance(outputs, dict) else None
+        if not isinstance(kl, torch.Tensor):
+            raise TypeError(
+                f"anneal=controlled steers beta by the KL a training step returns "
+                f"(outputs[{KL!r}]); this module's training_step returned {type(outputs).__name__}"
+            )
+        if torch.isfinite(kl):
+            self.controller.update(float(kl))
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "controller": self.controller.state_dict()}

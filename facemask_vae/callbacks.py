@@ -13,9 +13,11 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from torchvision.utils import make_grid, save_image
 
+from facemask_vae.models import Autoencoder
+
 
 def image_grids(
-    module: pl.LightningModule,
+    model: Autoencoder,
     x: torch.Tensor,
     n_samples: int,
     interp_steps: int,
@@ -24,21 +26,22 @@ def image_grids(
 ) -> dict[str, torch.Tensor]:
     """The three pictures of a model's state as 3 x H x W grids in [0, 1].
 
+    ``model``'s public API only (reconstruct, sample, interpolate).
     ``recon``: inputs above, reconstructions below; ``samples``: decoded prior draws from a fixed
     noise seed, so epochs compare, normalised with BN statistics re-estimated on
     ``sampling_bn_batches`` batches of prior samples (0: the training statistics);
     ``interpolation``: one row per pair (x[2i], x[2i+1]).
     """
-    recon = module.reconstruct(x)
-    g = torch.Generator(device=module.device).manual_seed(seed)
-    samples = module.sample(
+    recon = model.reconstruct(x)
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    samples = model.sample(
         n_samples,
         generator=g,
         sampling_bn=sampling_bn_batches > 0,
         bn_batches=sampling_bn_batches or None,
     )
     pairs = x.shape[0] // 2
-    interp = module.interpolate(x[:pairs], x[pairs : 2 * pairs], steps=interp_steps)
+    interp = model.interpolate(x[:pairs], x[pairs : 2 * pairs], steps=interp_steps)
     return {
         "recon": make_grid(torch.cat([x.float(), recon]), nrow=x.shape[0], padding=1),
         "samples": make_grid(samples, nrow=int(n_samples**0.5 + 0.5), padding=1),
@@ -85,7 +88,9 @@ class ImageLogger(pl.Callback):
         # rank 0 alone cannot run SyncBatchNorm in train mode (it waits for the other ranks)
         sync_bn = any(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules())
         bn_batches = 0 if sync_bn else self.sampling_bn_batches
-        grids = image_grids(pl_module, x, self.n_samples, self.interp_steps, self.seed, bn_batches)
+        grids = image_grids(
+            pl_module.model, x, self.n_samples, self.interp_steps, self.seed, bn_batches
+        )
         out_dir = Path(trainer.default_root_dir) / "images"
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, grid in grids.items():
@@ -130,7 +135,7 @@ class NonFiniteGuard(pl.Callback):
         return self.check_every or (1 if device.type == "cpu" else 50)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        terms = getattr(pl_module, "last_terms", None)
+        terms = pl_module.last_terms
         if not terms:
             return
         if self.every(pl_module.device) == 1:
@@ -206,7 +211,7 @@ class NonFiniteGuard(pl.Callback):
     def _raise(self, step: int, values: dict[str, float]) -> None:
         raise NonFiniteLossError(
             f"non-finite loss at step {step}: {values}. Last finite values: "
-            f"{self.last_finite or 'none yet'}. Try a lower model.lr, gradient clipping "
+            f"{self.last_finite or 'none yet'}. Try a lower optimizer.lr, gradient clipping "
             "(trainer.gradient_clip_val), trainer.precision=32-true, or "
             "callbacks.nonfinite.action=skip to drop such batches."
         )

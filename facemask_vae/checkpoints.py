@@ -19,7 +19,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from facemask_vae.models.base import AutoEncoderBase
+from facemask_vae.models import Autoencoder
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -60,7 +60,7 @@ class LoadedRun:
     run_dir: Path | None
     checkpoint: Path
     config: DictConfig | None
-    model: AutoEncoderBase
+    model: Autoencoder
     epoch: int | None = None
 
 
@@ -133,29 +133,76 @@ def _best_recorded_in(last: Path) -> Path | None:
     return None
 
 
-def _model_class(config: DictConfig | None, ckpt_path: Path, hparams: dict) -> type:
-    if config is not None and OmegaConf.select(config, "model._target_"):
-        target = str(OmegaConf.select(config, "model._target_"))
-    else:
+#: hyper-parameters of checkpoints written before the model and its training were split: the
+#: training module's options, which do not build the model
+_OLD_TRAINING_KEYS = (
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "scheduler",
+    "channels_last",
+    "compile",
+    "compile_mode",
+    "adv_latent_weight",
+    "adv_image_weight",
+    "adv_image_start",
+    "critic_lr",
+    "critic_patience",
+)
+
+
+def model_spec(hparams: dict, config: DictConfig | None, ckpt_path: Path) -> dict[str, Any]:
+    """``{"_target_": ..., **model options}`` from a checkpoint's hyper-parameters.
+
+    Checkpoints of the training modules store the model's spec under ``model``. Older ones (one
+    LightningModule that was the model) kept its options flat beside the training options, its
+    class in the run's config.yaml, and ``skip_posterior`` defaulted to ``block`` then.
+    """
+    target = OmegaConf.select(config, "model._target_") if config is not None else None
+    if isinstance(hparams.get("model"), dict) and "_target_" in hparams["model"]:
+        spec = dict(hparams["model"])
+        if target and _model_class(str(target), ckpt_path) is not _model_class(
+            spec["_target_"], ckpt_path
+        ):
+            raise CheckpointError(
+                f"{ckpt_path}: it holds a {spec['_target_']} but its run's config.yaml names "
+                f"{target}: its weights do not fit the model the config describes"
+            )
+        return spec
+    if not target:
         raise CheckpointError(
             f"{ckpt_path}: no config.yaml with model._target_ next to it (expected in the run "
             "directory above checkpoints/): pass the run directory made by train.py"
         )
+    options = {k: v for k, v in hparams.items() if k not in (*_OLD_TRAINING_KEYS, "name")}
+    options.setdefault("skip_posterior", "block")
+    return {"_target_": str(target), **options}
+
+
+def _model_class(target: str, ckpt_path: Path) -> type:
     try:
         cls = get_class(target)
     except Exception as e:
         raise CheckpointError(f"{ckpt_path}: model._target_={target!r} cannot be imported") from e
-    if not (isinstance(cls, type) and issubclass(cls, AutoEncoderBase)):
+    if not (isinstance(cls, type) and issubclass(cls, Autoencoder)):
         raise CheckpointError(
             f"{ckpt_path}: model._target_={target!r} is not one of this project's models"
         )
     return cls
 
 
-def load_model(
-    ckpt_path: str | Path, config: DictConfig | None = None
-) -> tuple[AutoEncoderBase, dict]:
-    """Build the class the run config names from the checkpoint's hyper-parameters and weights."""
+def model_state(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The model's weights from a checkpoint's state dict: under ``model.`` in the training
+    modules' checkpoints, at the top in older ones; the critics' are left out."""
+    if any(k.startswith("model.") for k in state_dict):
+        return {
+            k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")
+        }
+    return {k: v for k, v in state_dict.items() if not k.startswith("critics.")}
+
+
+def load_model(ckpt_path: str | Path, config: DictConfig | None = None) -> tuple[Autoencoder, dict]:
+    """Build the model a checkpoint describes, with its weights, in eval mode on the CPU."""
     ckpt_path = Path(ckpt_path)
     ckpt = _safe_load(ckpt_path)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
@@ -168,20 +215,23 @@ def load_model(
     hparams = ckpt.get("hyper_parameters")
     if not isinstance(hparams, dict):
         raise CheckpointError(f"{ckpt_path}: no 'hyper_parameters' to rebuild the model from")
-    cls = _model_class(config, ckpt_path, hparams)
+    options = model_spec(hparams, config, ckpt_path)
+    cls = _model_class(str(options.pop("_target_")), ckpt_path)
     try:
-        model = cls(**dict(hparams))
+        model = cls(**options)
     except (TypeError, ValueError) as e:
         raise CheckpointError(
             f"{ckpt_path}: its hyper_parameters do not build a {cls.__name__}: {e}"
         ) from e
-    result = model.load_state_dict(ckpt["state_dict"], strict=False)
+    result = model.load_state_dict(model_state(ckpt["state_dict"]), strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"{ckpt_path}: its weights are not those of a {cls.__name__} "
             f"({len(result.missing_keys)} missing, e.g. {result.missing_keys[:3]}; "
             f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[:3]})"
         )
+    if hparams.get("channels_last"):  # the memory layout it was trained and tested in
+        model.to(memory_format=torch.channels_last)
     model.eval()
     return model, ckpt
 
@@ -211,7 +261,7 @@ def load_run(path: str | Path) -> LoadedRun:
         if name is None:
             name = OmegaConf.select(config, "model.name", default=None)
     if name is None:
-        name = str(model.hparams.get("name") or ckpt_path.stem)
+        name = ckpt_path.stem
     epoch = ckpt.get("epoch")
     return LoadedRun(
         name=str(name),

@@ -1,17 +1,32 @@
-"""Hydra/OmegaConf glue: the project's resolvers and start-up validation of a composed config.
+"""Hydra/OmegaConf glue: the project's resolvers and config schemas, and start-up validation.
 
-Importing this module registers the resolvers the YAML files use (``run_name``,
-``auto_precision``), so it is imported by ``train.py``, ``eval.py`` and the tests before composing.
+Importing this module registers what the YAML files use, so ``train.py``, ``eval.py`` and the
+tests import it before composing:
+
+* resolvers: ``run_name``, ``auto_precision``, ``metric`` (``${metric:val,elbo}`` is
+  ``val/elbo``, from :mod:`facemask_vae.metric_keys`), ``monitor`` / ``monitor_mode`` (the
+  metric and mode that pick a model's best checkpoint);
+* schemas: ``model/schema`` (:class:`~facemask_vae.models.config.ModelNode`) and
+  ``module/schema_plain`` / ``module/schema_adversarial``, made from the training modules'
+  signatures, so every default lives in Python once and YAML files only override.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
+import typing
 from pathlib import Path
+from typing import Any
 
 import torch
+from hydra.core.config_store import ConfigStore
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
+
+from facemask_vae import metric_keys as K
+from facemask_vae.models.config import ModelConfig, ModelNode
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -20,13 +35,16 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message says which key and how to fix it."""
 
 
+def _has_kl(model_target: str) -> bool:
+    try:
+        return bool(getattr(get_class(model_target), "has_kl", True))
+    except Exception:  # an unknown target fails later, with a better message
+        return True
+
+
 def run_name(model_target: str, model_name: str, anneal_name: str) -> str:
     """``<model>-<anneal>``, or just ``<model>`` for models without a KL (the anneal is unused)."""
-    try:
-        has_kl = getattr(get_class(model_target), "has_kl", True)
-    except Exception:  # an unknown target fails later, with a better message
-        has_kl = True
-    return f"{model_name}-{anneal_name}" if has_kl else model_name
+    return f"{model_name}-{anneal_name}" if _has_kl(model_target) else model_name
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -45,13 +63,47 @@ def auto_precision() -> str:
     return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
 
 
+RESOLVERS = {
+    "run_name": run_name,
+    "auto_precision": auto_precision,
+    "metric": K.key,
+    "monitor": lambda target: K.monitor(_has_kl(target))[0],
+    "monitor_mode": lambda target: K.monitor(_has_kl(target))[1],
+}
+
+
 def register_resolvers() -> None:
-    for name, fn in (("run_name", run_name), ("auto_precision", auto_precision)):
+    for name, fn in RESOLVERS.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
 
+def signature_schema(cls: type, skip: tuple[str, ...]) -> type:
+    """A dataclass of ``cls.__init__``'s parameters with their defaults and ``_target_``: the
+    structured config whose defaults are the signature's (``skip``: parameters given in code)."""
+    hints = typing.get_type_hints(cls.__init__)
+    fields: list[Any] = [("_target_", str, f"{cls.__module__}.{cls.__qualname__}")]
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or name in skip:
+            continue
+        fields.append((name, hints.get(name, Any), dataclasses.field(default=p.default)))
+    return dataclasses.make_dataclass(f"{cls.__name__}Node", fields)
+
+
+def register_schemas() -> None:
+    from facemask_vae.lit import AdversarialModule, TrainingModule
+
+    cs = ConfigStore.instance()
+    cs.store(group="model", name="schema", node=ModelNode)
+    given = ("model", "optimizer", "scheduler")
+    cs.store(group="module", name="schema_plain", node=signature_schema(TrainingModule, given))
+    cs.store(
+        group="module", name="schema_adversarial", node=signature_schema(AdversarialModule, given)
+    )
+
+
 register_resolvers()
+register_schemas()
 
 
 def _require(ok: bool, message: str) -> None:
@@ -60,44 +112,32 @@ def _require(ok: bool, message: str) -> None:
 
 
 def validate_train_config(cfg: DictConfig) -> None:
-    """Check the values that would otherwise fail minutes into training, or silently misbehave."""
-    for group in ("data", "model", "trainer"):
+    """Check, before anything is built, the values that would otherwise fail minutes into
+    training or silently misbehave. Each part is checked by the code that defines it: the model
+    options by :class:`ModelConfig`, the schedules by the annealing callbacks, the training
+    module by its constructor's checks."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from facemask_vae.lit.module import check_compile_mode
+
+    for group in ("data", "model", "module", "trainer"):
         _require(group in cfg and cfg[group] is not None, f"the config has no `{group}` group")
-    data, model = cfg.data, cfg.model
     _require(
-        int(data.batch_size) >= 1,
-        f"data.batch_size must be >= 1, got {data.batch_size}",
+        int(cfg.data.batch_size) >= 1,
+        f"data.batch_size must be >= 1, got {cfg.data.batch_size}",
     )
-    _require(
-        int(model.latent_dim) >= 1,
-        f"model.latent_dim must be >= 1, got {model.latent_dim}: try model.latent_dim=128",
-    )
-    depth = len(model.widths)
-    size = int(data.image_size)
-    _require(
-        size >= 2**depth and size % (2**depth) == 0,
-        f"data.image_size={size} is not divisible by 2**depth = {2**depth} "
-        f"(depth = len(model.widths) = {depth}): use e.g. data.image_size=64, or fewer widths",
-    )
-    _validate_compile(model)
-    anneal = cfg.get("anneal")
-    if anneal is not None:
-        for key in ("beta", "beta_max", "beta_min"):
-            if key in anneal:
-                v = float(anneal[key])
-                _require(
-                    math.isfinite(v) and v >= 0,
-                    f"anneal.{key} must be a finite number >= 0, got {anneal[key]}",
-                )
-        if "n_cycles" in anneal:
-            _require(
-                int(anneal.n_cycles) >= 1, f"anneal.n_cycles must be >= 1, got {anneal.n_cycles}"
-            )
-        if "ratio" in anneal:
-            _require(
-                0 < float(anneal.ratio) <= 1,
-                f"anneal.ratio is the ramp's share of a cycle, in (0, 1]; got {anneal.ratio}",
-            )
+    try:
+        ModelConfig.from_options(OmegaConf.to_container(cfg.model, resolve=True))
+        check_compile_mode(bool(cfg.module.compile), cfg.module.compile_mode)
+        if cfg.get("anneal") is not None:
+            instantiate(cfg.anneal)
+    except InstantiationException as err:  # hydra wraps what the callback's checks raised
+        raise ConfigError(str(err.__cause__ or err)) from None
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    lr = float(OmegaConf.select(cfg, "optimizer.lr", default=1.0))
+    _require(math.isfinite(lr) and lr > 0, f"optimizer.lr must be a positive number, got {lr}")
     ckpt = cfg.get("ckpt_path")
     if ckpt not in (None, "last", "best", "hpc"):
         _require(
@@ -105,15 +145,3 @@ def validate_train_config(cfg: DictConfig) -> None:
             f"ckpt_path={ckpt} does not exist: give a .ckpt file, e.g. "
             "<run dir>/checkpoints/last.ckpt, or ckpt_path=last with hydra.run.dir=<run dir>",
         )
-
-
-def _validate_compile(model: DictConfig) -> None:
-    """model.compile_mode: a torch.compile mode, and only with model.compile=true."""
-    from facemask_vae.models.base import check_compile_mode
-
-    try:
-        check_compile_mode(bool(model.get("compile", False)), model.get("compile_mode"))
-    except ValueError as err:
-        raise ConfigError(
-            f"{err}; e.g. model.compile=true model.compile_mode=reduce-overhead (on a GPU)"
-        ) from None

@@ -7,12 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-CURVE_TAGS = {
-    "loss": {"train": "train/loss_epoch", "val": "val/loss"},
-    "recon": {"train": "train/recon_epoch", "val": "val/recon"},
-    "kl": {"train": "train/kl_epoch", "val": "val/kl"},
-    "beta": {"train": "train/beta_epoch"},  # the schedule's value while training
-}
+from facemask_vae.metric_keys import CURVE_TAGS
 
 
 def read_curves(

@@ -73,14 +73,6 @@ def ssim_per_image(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) ->
 
 # ---- likelihood bounds --------------------------------------------------------------------------
 
-_LOG_2PI = math.log(2 * math.pi)
-
-
-def log_normal(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(x; mu, exp(logvar)) of a diagonal Gaussian, summed over all but the first dim."""
-    lp = -0.5 * ((x - mu).pow(2) * torch.exp(-logvar) + logvar + _LOG_2PI)
-    return lp.flatten(1).sum(dim=1)
-
 
 def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
     """The importance-weighted bound log (1/K) sum_k w_k from K x B log-weights (Burda et al.)."""

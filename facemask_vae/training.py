@@ -14,15 +14,29 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from facemask_vae.checkpoints import AtomicCheckpointIO, CheckpointError, load_run
 from facemask_vae.config import validate_train_config
+from facemask_vae.lit import TrainingModule
 
 log = logging.getLogger(__name__)
 
 
-def build_callbacks(cfg: DictConfig, model: pl.LightningModule) -> list[pl.Callback]:
+def build_module(cfg: DictConfig) -> TrainingModule:
+    """``module(model=model, optimizer=optimizer, scheduler=scheduler)`` from the config groups."""
+    # plain containers in hparams keep checkpoints loadable with torch.load(weights_only=True)
+    model = instantiate(cfg.model, _convert_="all")
+    scheduler = cfg.get("scheduler")
+    return instantiate(
+        cfg.module,
+        model=model,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=None if scheduler is None else instantiate(scheduler, _convert_="all"),
+    )
+
+
+def build_callbacks(cfg: DictConfig, module: TrainingModule) -> list[pl.Callback]:
     """The callbacks of ``cfg.callbacks`` plus the KL annealing for models that have a KL."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if cfg.get("anneal") is not None:
-        if model.has_kl:
+        if module.model.has_kl:
             callbacks.append(instantiate(cfg.anneal))
         else:
             log.info(
@@ -41,13 +55,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     datamodule = instantiate(cfg.data)
-    # plain containers in hparams keep checkpoints loadable with torch.load(weights_only=True)
-    model = instantiate(cfg.model, _convert_="all")
+    model = build_module(cfg)
     callbacks = build_callbacks(cfg, model)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     extra: dict[str, Any] = {}
-    if not model.automatic_optimization:  # two-player updates: the model clips its own grads
-        model.grad_clip_val = cfg.trainer.get("gradient_clip_val")
+    if model.clips_own_gradients:  # Lightning cannot clip manual updates
         extra["gradient_clip_val"] = None
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
@@ -108,7 +120,8 @@ def retest_checkpoint(path: str | Path) -> dict[str, float]:
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    results = trainer.test(run.model, datamodule=instantiate(cfg.data), verbose=False)
+    module = TrainingModule(run.model, channels_last=False)
+    results = trainer.test(module, datamodule=instantiate(cfg.data), verbose=False)
     if not results:
         raise CheckpointError(f"{path}: the test pass returned no metrics")
     return {k: float(v) for k, v in results[0].items()}

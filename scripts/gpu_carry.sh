@@ -36,7 +36,6 @@ from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, ".")
 from facemask_vae.data.facemask import IMAGE_SUFFIXES, decode_image
 
 src, dest, size, limit = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

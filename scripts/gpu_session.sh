@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The GPU measurements of issue #15 in one command of under 10 minutes, every step time-boxed:
 #   1. env            the GPU, driver and package versions                      -> env.txt
-#   2. speed          speed.py --device cuda, eager: end to end through train.py's path, the bare
-#                     step at batch 128/512/2048 (bf16 and float32), the DataLoader reference
+#   2. speed          python -m benchmarks.speed --device cuda, eager: end to end through
+#                     train.py's path, the bare step at batch 128/512/2048 (bf16 and float32),
+#                     the DataLoader reference
 #                                                                               -> speed_gpu.json
 #   3. train_b128     train.py trainer=gpu, 10 epochs at batch 128 (the default U-Net VAE)
 #   4. train_b512     train.py experiment=gpu_fast, 10 epochs (batch 512, lr 2e-3, data on device)
 #                     -> elbo_10epochs.json: validation ELBO per epoch, test metrics, epoch times
 #   5. eval           eval.py on both runs, device=cuda fid=false, timed
 #                                                         -> eval_timing.json, eval_report.md
-#   6. compile        speed.py --device cuda with model.compile_mode reduce-overhead and default
-#                     (end to end and the bare step at batch 512)         -> speed_gpu_compile.json
+#   6. compile        python -m benchmarks.speed --device cuda with module.compile_mode
+#                     reduce-overhead and default (end to end and the bare step at batch 512)
+#                                                                      -> speed_gpu_compile.json
 # plus session.log (this script's output) and logs.tar.gz (every step's full log): 8 files.
 # A step that fails or runs out of time is logged and the next one runs; each step's limit is
 # cut to what is left of SESSION_BUDGET (seconds, default 540), so the script ends in time.
@@ -122,7 +124,7 @@ EOF
 grep -E "^(python|torch|pytorch_lightning|hydra|omegaconf|gpu) " "$OUT/env.txt"
 
 # 2. eager speed: the three paths side by side
-step speed "$PY" benchmarks/speed.py --device "$DEV" "${SPEED[@]}" --out "$OUT/speed_gpu.json"
+step speed "$PY" -m benchmarks.speed --device "$DEV" "${SPEED[@]}" --out "$OUT/speed_gpu.json"
 
 # 3-4. the same number of epochs at batch 128 and with the large-batch profile
 RUNS=$WORK/runs
@@ -132,7 +134,7 @@ W128=$WALL
 step train_b512 "$PY" train.py experiment=gpu_fast "trainer.max_epochs=$EPOCHS" "${TRAIN[@]}" \
   "hydra.run.dir=$RUNS/b512"
 W512=$WALL
-"$PY" benchmarks/run_summary.py "$RUNS/b128" "$RUNS/b512" --wall "b128=$W128" --wall "b512=$W512" \
+"$PY" -m benchmarks.run_summary "$RUNS/b128" "$RUNS/b512" --wall "b128=$W128" --wall "b512=$W512" \
   --out "$OUT/elbo_10epochs.json" >"$LOGS/run_summary.log" 2>&1 ||
   { FAILED+=("run_summary"); tail -n 5 "$LOGS/run_summary.log"; }
 grep -E '"(batch_size|final_val_elbo|median_epoch_s|wall_s)"' "$OUT/elbo_10epochs.json" 2>/dev/null
@@ -153,6 +155,6 @@ print("eval wall", wall, "s; sections", json.dumps(timings)[:600])
 EOF
 
 # 6. compiled steps: CUDA graphs (reduce-overhead) and torch's default mode
-step compile "$PY" benchmarks/speed.py --device "$DEV" "${COMPILE[@]}" \
+step compile "$PY" -m benchmarks.speed --device "$DEV" "${COMPILE[@]}" \
   --out "$OUT/speed_gpu_compile.json"
 exit 0

@@ -5,8 +5,11 @@ mutant, named ``module.x_function__mutmut_N`` or ``module.xǁClassǁmethod__mutm
 code of its test run, ``durations_by_key`` to the seconds it took) and prints one row per mutated
 module: killed / (killed + survived), the other outcomes and the mean seconds per mutant run.
 
-networks.py is mutated whole (mutmut 3 cannot mutate part of a file), but only its latent parts
-are in scope: its row counts only the functions matched by ``PARTS``.
+networks.py and models/vae.py are mutated whole (mutmut 3 cannot mutate part of a file), but
+only part of each is in scope: networks.py's latent parts and vae.py's IWAE weights (the
+module-level ``importance_log_weights``, which was ``iwae.py``); their rows count only the
+functions matched by ``PARTS``. The KL and free-bits functions that were in ``losses.py`` are in
+``gaussian.py``, which is scored whole.
 
 Usage, from the repository root after ``mutmut run`` (``scripts/mutation.sh`` calls it)::
 
@@ -43,6 +46,10 @@ PARTS: dict[str, tuple[str, list[str]]] = {
             f"x{SEP}Decoder{SEP}skip_latent_shapes",
         ],
     ),
+    "facemask_vae/models/vae.py": (
+        "models/vae.py (importance_log_weights)",
+        ["x_importance_log_weights"],
+    ),
 }
 #: outcomes with their own column; everything else (not checked, segfault, ...) is "other"
 COLUMNS = ("killed", "survived", "timeout", "no tests", "suspicious")
@@ -78,8 +85,12 @@ def function_of(mutant: str) -> str:
 
 
 def scope_globs(pyproject: Path = Path("pyproject.toml")) -> list[str]:
-    """``mutmut run`` name globs for the in-scope mutants of ``[tool.mutmut] only_mutate``."""
+    """``mutmut run`` name globs for the in-scope mutants of ``[tool.mutmut] only_mutate``; a
+    listed file that does not exist (moved or deleted) stops with its name."""
     paths = tomllib.loads(pyproject.read_text())["tool"]["mutmut"]["only_mutate"]
+    missing = [p for p in paths if not (pyproject.parent / p).is_file()]
+    if missing:
+        raise SystemExit(f"{pyproject}: [tool.mutmut] only_mutate lists missing files {missing}")
     globs = []
     for path in paths:
         module = path.removesuffix(".py").replace("/", ".")

@@ -15,24 +15,26 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from facemask_vae import metric_keys as K
 
-METRICS = ("test/elbo", "test/recon", "test/kl", "test/psnr", "test/ssim", "test/loss")
+#: the table's columns, in order: test metrics logged by train.py
+METRICS = tuple(K.key(K.TEST, m) for m in (K.ELBO, K.RECON, K.KL, K.PSNR, K.SSIM, K.LOSS))
+#: the prefix of every test metric, ``test/``
+TEST_PREFIX = K.key(K.TEST, "")
 
 
 def test_metrics(run_dir: Path) -> dict[str, float]:
     """The last value of every ``test/*`` scalar in a run's TensorBoard events."""
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    return {t: acc.Scalars(t)[-1].value for t in acc.Tags()["scalars"] if t.startswith("test/")}
+    tags = acc.Tags()["scalars"]
+    return {t: acc.Scalars(t)[-1].value for t in tags if t.startswith(TEST_PREFIX)}
 
 
 def runs_in(dirs: list[Path]) -> list[Path]:
@@ -73,7 +75,7 @@ def main() -> None:
         for k, v in read(run).items():
             values[name][k].append(v)
     cols = [m for m in METRICS if any(m in v for v in values.values())]
-    print(f"| run | seeds | {' | '.join(c.removeprefix('test/') for c in cols)} |")
+    print(f"| run | seeds | {' | '.join(c.removeprefix(TEST_PREFIX) for c in cols)} |")
     print(f"|---|---:|{'---:|' * len(cols)}")
     for name, vals in values.items():
         n = max(len(v) for v in vals.values())

@@ -14,20 +14,16 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
-from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facemask_vae.checkpoints import load_run
 from facemask_vae.sampling import two_stage
 
 CLAMP = two_stage.LOGVAR_RANGE  # counted against even when --no-clamp lifts it
 
 
-@torch.no_grad()
 def codes(run: str) -> torch.Tensor:
     """Every level's posterior means on the training split (N x sum(latent_sizes))."""
     r = load_run(run)
@@ -38,7 +34,7 @@ def codes(run: str) -> torch.Tensor:
     levels = len(model.latent_sizes)
     return torch.cat(
         [
-            model.flatten_codes(model.encode_all(dm.to_float(images[i : i + 250]))[:levels])
+            model.flatten_codes(model.encode_levels(dm.to_float(images[i : i + 250]))[:levels])
             for i in range(0, len(images), 250)
         ]
     )

@@ -74,3 +74,18 @@ def run_script(
         text=True,
         timeout=timeout,
     )
+
+
+def lit(model, lr: float = 1e-3, **options):
+    """A training module around ``model`` with AdamW at ``lr``: the adversarial one when
+    ``options`` name a critic weight, the plain one otherwise."""
+    import functools
+
+    import torch
+
+    from facemask_vae.lit import AdversarialModule, TrainingModule
+
+    adversarial = any(k in options for k in ("latent_weight", "image_weight"))
+    cls = AdversarialModule if adversarial else TrainingModule
+    optimizer = functools.partial(torch.optim.AdamW, lr=lr, weight_decay=0.0)
+    return cls(model, optimizer, **options)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import lit
 
-from facemask_vae.adversarial import DivergenceMonitor
 from facemask_vae.annealing import KLAnnealing
 from facemask_vae.data.synthetic import SyntheticFaceMaskDataModule
+from facemask_vae.lit.critics import DivergenceMonitor
 from facemask_vae.metrics import mmd_to_standard_normal
 from facemask_vae.models import AE, VAE
 
-SMALL = {"image_size": 16, "widths": [16, 32], "latent_dim": 8, "channels_last": False}
+SMALL = {"image_size": 16, "widths": [16, 32], "latent_dim": 8}
 
 
 def _data(n_train: int = 256) -> SyntheticFaceMaskDataModule:
@@ -55,12 +56,14 @@ def test_aae_pulls_displaced_codes_back_to_the_prior_and_the_ae_does_not():
     distances = {}
     for name, weight in (("ae", 0.0), ("aae", 0.3)):
         torch.manual_seed(0)
-        model = AE(**SMALL, adv_latent_weight=weight, critic_lr=2e-4)
+        model = AE(**SMALL)
+        options = {"latent_weight": weight, "critic_lr": 2e-4} if weight else {}
+        module = lit(model, channels_last=False, **options)
         with torch.no_grad():
             model.to_latent.bias += 3.0
         g = torch.Generator().manual_seed(1)
         start = mmd_to_standard_normal(_codes(model, dm), generator=g)
-        _trainer(200).fit(model, datamodule=dm)
+        _trainer(200).fit(module, datamodule=dm)
         distances[name] = mmd_to_standard_normal(_codes(model, dm), generator=g)
     assert start > 0.5
     assert distances["aae"] < 0.5 * distances["ae"], distances
@@ -68,7 +71,7 @@ def test_aae_pulls_displaced_codes_back_to_the_prior_and_the_ae_does_not():
 
 def test_vae_gan_step_updates_both_players_and_counts_batches():
     torch.manual_seed(0)
-    model = VAE(**SMALL, adv_image_weight=0.1, adv_image_start=0)
+    model = lit(VAE(**SMALL), channels_last=False, image_weight=0.1, image_start=0)
     assert not model.automatic_optimization
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     dm = _data(64)
@@ -76,8 +79,8 @@ def test_vae_gan_step_updates_both_players_and_counts_batches():
     trainer.fit(model, datamodule=dm)
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert any(n.startswith("critics.image") for n in changed)
-    assert any(n.startswith("encoder") for n in changed)
-    assert any(n.startswith("decoder") for n in changed)
+    assert any(n.startswith("model.encoder") for n in changed)
+    assert any(n.startswith("model.decoder") for n in changed)
     assert trainer.global_step == 2  # batches, not optimiser steps of both players
     assert {"train/critic_image_loss_step", "train/critic_image_acc_step"} <= set(
         trainer.callback_metrics
@@ -86,14 +89,14 @@ def test_vae_gan_step_updates_both_players_and_counts_batches():
 
 def test_image_term_waits_for_its_start_step():
     torch.manual_seed(0)
-    model = VAE(**SMALL, adv_image_weight=0.1, adv_image_start=1000)
+    model = lit(VAE(**SMALL), channels_last=False, image_weight=0.1, image_start=1000)
     critic = {n: p.detach().clone() for n, p in model.critics.named_parameters()}
     _trainer(2).fit(model, datamodule=_data(64))
     assert all(torch.equal(p, critic[n]) for n, p in model.critics.named_parameters())
 
 
 def test_annealing_still_drives_beta_under_manual_optimisation():
-    model = VAE(**SMALL, adv_latent_weight=0.5)
+    model = lit(VAE(**SMALL), channels_last=False, latent_weight=0.5)
     anneal = KLAnnealing(kind="linear", warmup_steps=8)
     _trainer(6, callbacks=[anneal]).fit(model, datamodule=_data(64))
     assert model.beta == pytest.approx(5 / 8)  # set before the last (6th) step
@@ -101,7 +104,7 @@ def test_annealing_still_drives_beta_under_manual_optimisation():
 
 def test_resume_keeps_both_optimiser_states(tmp_path):
     dm = _data(64)
-    model = VAE(**SMALL, adv_latent_weight=1.0, adv_image_weight=0.1)
+    model = lit(VAE(**SMALL), channels_last=False, latent_weight=1.0, image_weight=0.1)
     trainer = _trainer(4, tmp_path)
     trainer.fit(model, datamodule=dm)
     path = tmp_path / "mid.ckpt"
@@ -111,7 +114,7 @@ def test_resume_keeps_both_optimiser_states(tmp_path):
     critic_steps = [s["step"] for s in ckpt["optimizer_states"][1]["state"].values()]
     assert critic_steps and all(float(s) == 4 for s in critic_steps)
 
-    resumed = VAE(**SMALL, adv_latent_weight=1.0, adv_image_weight=0.1)
+    resumed = lit(VAE(**SMALL), channels_last=False, latent_weight=1.0, image_weight=0.1)
     trainer2 = _trainer(6, tmp_path)
     trainer2.fit(resumed, datamodule=dm, ckpt_path=path, weights_only=True)
     opt_g, opt_c = (o.optimizer if hasattr(o, "optimizer") else o for o in trainer2.optimizers)
@@ -134,5 +137,7 @@ def test_divergence_monitor_warns_once_after_a_streak():
 
 
 def test_adversarial_weights_are_validated():
-    with pytest.raises(ValueError, match="adv_image_weight"):
-        VAE(**SMALL, adv_image_weight=-1.0)
+    with pytest.raises(ValueError, match=r"module\.image_weight"):
+        lit(VAE(**SMALL), image_weight=-1.0)
+    with pytest.raises(ValueError, match="latent_weight > 0"):
+        lit(VAE(**SMALL), latent_weight=0.0, image_weight=0.0)

@@ -1,7 +1,6 @@
 """Each schedule's values at known steps, the callback, the PI controller and resume."""
 
 import math
-import warnings
 
 import pytest
 import pytorch_lightning as pl
@@ -207,31 +206,34 @@ def test_controlled_callback_state_round_trips():
     assert isinstance(cb, pl.Callback)
 
 
-class _LoggingTrainer:
-    """What the controlled callback reads: the global step and the logged metrics."""
+class _StepTrainer:
+    """What the controlled callback reads of the trainer: the global step."""
 
-    def __init__(self, kl, key="train/kl_step"):
+    def __init__(self):
         self.global_step = 0
-        self.callback_metrics = {key: torch.tensor(kl)}
 
 
-def _drive(cb, trainer, module, steps):
-    """A training loop's hook calls: beta applied before each step, the KL read after it."""
+def _drive(cb, trainer, module, steps, kl=None, outputs=None):
+    """A training loop's hook calls: beta applied before each step, the step's KL (what the
+    training step returns, ``outputs["kl"]``) read after it."""
     cb.on_fit_start(trainer, module)
     seen = []
     for i in range(steps):
         cb.on_train_batch_start(trainer, module, None, i)
         seen.append(module.beta)
         trainer.global_step += 1  # the optimiser step, before on_train_batch_end
-        cb.on_train_batch_end(trainer, module, None, None, i)
+        out = (
+            outputs if outputs is not None else {"loss": torch.tensor(1.0), "kl": torch.tensor(kl)}
+        )
+        cb.on_train_batch_end(trainer, module, out, None, i)
     return seen
 
 
 @pytest.mark.parametrize(("kl", "rises"), [(50.0, True), (1.0, False)])
-def test_controlled_callback_moves_beta_with_the_logged_kl(kl, rises):
+def test_controlled_callback_moves_beta_with_the_steps_kl(kl, rises):
     cb = ControlledKLAnnealing(target_kl=10.0, kp=0.5, ki=0.01, period=5, beta_init=0.5)
     m = _Module()
-    seen = _drive(cb, _LoggingTrainer(kl), m, 30)
+    seen = _drive(cb, _StepTrainer(), m, 30, kl)
     assert seen[0] == 0.5 and m.beta == cb.controller.beta
     # the KL is read every 5 steps: beta changes only on the step after a multiple of 5
     changes = [i for i in range(1, 30) if seen[i] != seen[i - 1]]
@@ -242,12 +244,10 @@ def test_controlled_callback_moves_beta_with_the_logged_kl(kl, rises):
         assert seen[-1] < 0.5 and seen == sorted(seen, reverse=True)
 
 
-def test_controlled_callback_warns_when_the_kl_is_not_logged():
+def test_controlled_callback_refuses_a_step_without_its_kl():
     cb = ControlledKLAnnealing(target_kl=10.0, kp=0.5, ki=0.01, period=5, beta_init=0.5)
-    m = _Module()
-    with pytest.warns(UserWarning, match="train/kl_step.*beta stays at 0.5"):
-        seen = _drive(cb, _LoggingTrainer(50.0, key="train/kl_per_step"), m, 30)
-    assert set(seen) == {0.5}  # nothing to steer by: beta is held, and the user is told
+    with pytest.raises(TypeError, match=r"outputs\['kl'\]"):
+        _drive(cb, _StepTrainer(), _Module(), 30, outputs=torch.tensor(1.0))
 
 
 def test_lengths_in_epochs_become_steps_for_the_run():
@@ -291,19 +291,14 @@ def test_controlled_callback_defaults():
     cb = ControlledKLAnnealing(target_kl=10.0, kp=0.5, ki=0.01, beta_init=0.25)
     assert cb.kind == "controlled" and cb.state_dict()["name"] == "controlled"
     m = _Module()
-    cb.on_fit_start(_LoggingTrainer(50.0), m)
+    cb.on_fit_start(_StepTrainer(), m)
     assert m.beta == 0.25  # set before the first batch (e.g. for the sanity check)
-    seen = _drive(cb, _LoggingTrainer(50.0), m, 25)
+    seen = _drive(cb, _StepTrainer(), m, 25, 50.0)
     # the KL is read every 10 steps by default
     assert [i for i in range(1, 25) if seen[i] != seen[i - 1]] == [10, 20]
 
 
-def test_controlled_callback_warns_once_and_skips_a_non_finite_kl():
+def test_controlled_callback_skips_a_non_finite_kl():
     cb = ControlledKLAnnealing(target_kl=10.0, period=1, beta_init=0.5)
-    m = _Module()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        _drive(cb, _LoggingTrainer(50.0, key="other"), m, 5)
-        _drive(cb, _LoggingTrainer(float("nan")), m, 5)
-    assert len(caught) == 1 and "train/kl_step" in str(caught[0].message)
+    _drive(cb, _StepTrainer(), _Module(), 5, float("nan"))
     assert cb.controller.beta == 0.5  # a NaN KL is not fed to the controller

@@ -39,11 +39,9 @@ def test_heap_reuse_stops_large_blocks_from_faulting_in_again_each_time():
 
 
 def test_training_reuses_the_heap_by_default(tmp_path):
-    from hydra.utils import instantiate
 
     from facemask_vae.callbacks import HeapReuse
-    from facemask_vae.training import build_callbacks
+    from facemask_vae.training import build_callbacks, build_module
 
     cfg = compose_config(["data=synthetic", "model=vae"], tmp_path)
-    model = instantiate(cfg.model, _convert_="all")
-    assert any(isinstance(c, HeapReuse) for c in build_callbacks(cfg, model))
+    assert any(isinstance(c, HeapReuse) for c in build_callbacks(cfg, build_module(cfg)))

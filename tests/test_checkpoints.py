@@ -108,3 +108,38 @@ def test_runs_sharing_a_name_are_told_apart_by_their_directories():
     ]
     # the same directory name twice (seed42/0_ae, seed1/0_ae): numbered
     assert unique_names(["ae", "ae"], [Path("seed42/0_ae"), Path("seed1/0_ae")]) == ["ae", "ae#2"]
+
+
+def _pre_redesign(ckpt: dict) -> dict:
+    """A checkpoint as train.py wrote it before the model and its training were split: one
+    LightningModule's flat hyper-parameters (model and training options) and unprefixed keys."""
+    old = dict(ckpt)
+    spec = dict(old["hyper_parameters"]["model"])
+    spec.pop("_target_")
+    train_options = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.0, "scheduler": None}
+    train_options |= {"channels_last": False, "compile": False, "adv_latent_weight": 0.0}
+    old["hyper_parameters"] = {**spec, **train_options, "name": "vae_unet"}
+    old["state_dict"] = {k.removeprefix("model."): v for k, v in old["state_dict"].items()}
+    return old
+
+
+def test_a_checkpoint_from_before_the_redesign_loads_and_samples_the_same(runs, tmp_path):
+    src = runs["vae_unet"]
+    new = load_run(src)
+    ckpt = torch.load(find_checkpoint(src)[1], map_location="cpu", weights_only=True)
+    _fake_run(src, tmp_path / "old", obj=_pre_redesign(ckpt))
+    old = load_run(tmp_path / "old")
+    assert type(old.model) is type(new.model) and old.model.config == new.model.config
+    gen = [torch.Generator().manual_seed(3) for _ in range(2)]
+    a = new.model.sample(4, generator=gen[0], sampling_bn=False)
+    b = old.model.sample(4, generator=gen[1], sampling_bn=False)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_a_run_from_before_the_redesign_resumes_into_the_training_module(runs):
+    from facemask_vae.lit.module import prefixed_state_dict
+
+    ckpt = torch.load(find_checkpoint(runs["vae_unet"])[1], map_location="cpu", weights_only=True)
+    old = _pre_redesign(ckpt)["state_dict"]
+    assert prefixed_state_dict(old).keys() == ckpt["state_dict"].keys()
+    assert prefixed_state_dict({"critics.latent.w": 1}) == {"critics.latent.w": 1}

@@ -1,7 +1,7 @@
-"""model.compile and model.compile_mode: validated at construction, passed to torch.compile.
+"""module.compile and module.compile_mode: validated at construction, passed to torch.compile.
 
 Nothing here compiles for real (that takes minutes on a CPU, where compile is slower anyway):
-torch.compile is replaced by a recorder, so the tests pin what the model asks torch for.
+torch.compile is replaced by a recorder, so the tests pin what the training module asks torch for.
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from facemask_vae.lit import TrainingModule
+from facemask_vae.lit.module import COMPILE_MODES
 from facemask_vae.models import AE, VAE
-from facemask_vae.models.base import COMPILE_MODES
 
 TINY = {"image_size": 16, "latent_dim": 4, "widths": [8, 8]}
 
@@ -29,8 +30,9 @@ def compile_calls(monkeypatch):
 
 @pytest.mark.parametrize("mode", COMPILE_MODES)
 def test_every_compile_mode_reaches_torch_compile_for_encoder_and_decoder(compile_calls, mode):
-    model = VAE(**TINY, skip="variational", compile=True, compile_mode=mode)
-    model.configure_model()
+    module = TrainingModule(VAE(**TINY, skip="variational"), compile=True, compile_mode=mode)
+    model = module.model
+    module.configure_model()
     assert [(m, md) for m, md in compile_calls] == [
         (model.encoder, mode),
         (model.decoder, mode),
@@ -40,9 +42,9 @@ def test_every_compile_mode_reaches_torch_compile_for_encoder_and_decoder(compil
 def test_compile_off_calls_nothing_and_marks_no_cuda_graph_steps(compile_calls, monkeypatch):
     marks = []
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
-    model = AE(**TINY)
-    model.configure_model()
-    model.on_train_batch_start(None, 0)
+    module = TrainingModule(AE(**TINY))
+    module.configure_model()
+    module.on_train_batch_start(None, 0)
     assert compile_calls == [] and marks == []
 
 
@@ -53,23 +55,21 @@ def test_compile_off_calls_nothing_and_marks_no_cuda_graph_steps(compile_calls, 
 def test_cuda_graph_modes_mark_each_training_step(monkeypatch, mode, marked):
     marks = []
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
-    VAE(**TINY, compile=True, compile_mode=mode).on_train_batch_start(None, 0)
+    TrainingModule(VAE(**TINY), compile=True, compile_mode=mode).on_train_batch_start(None, 0)
     assert len(marks) == marked
 
 
 @pytest.mark.parametrize("bad", ["fast", "reduce_overhead", "", "Default"])
 def test_an_unknown_mode_is_refused_naming_the_key_and_the_choices(bad):
-    with pytest.raises(ValueError, match=r"model\.compile_mode must be one of") as err:
-        VAE(**TINY, compile=True, compile_mode=bad)
+    with pytest.raises(ValueError, match=r"module\.compile_mode must be one of") as err:
+        TrainingModule(VAE(**TINY), compile=True, compile_mode=bad)
     assert "reduce-overhead" in str(err.value) and repr(bad) in str(err.value)
 
 
 def test_a_mode_without_compile_is_refused_not_ignored():
-    with pytest.raises(ValueError, match=r"needs model\.compile=true"):
-        AE(**TINY, compile=False, compile_mode="reduce-overhead")
+    with pytest.raises(ValueError, match=r"needs module\.compile=true"):
+        TrainingModule(AE(**TINY), compile=False, compile_mode="reduce-overhead")
 
 
-def test_checkpoint_hparams_without_compile_mode_still_build():
-    """Runs saved before compile_mode existed have no such key: the default applies."""
-    model = VAE(**TINY, compile=True)
-    assert model.hparams.compile_mode is None
+def test_compile_mode_defaults_to_torchs_own():
+    assert TrainingModule(VAE(**TINY), compile=True).hparams.compile_mode is None

@@ -100,9 +100,11 @@ def test_eval_config_composes():
         ("anneal=constant anneal.beta=-1", "anneal.beta"),
         ("anneal=constant anneal.beta=nan", "anneal.beta"),
         ("ckpt_path=/no/such.ckpt", "ckpt_path"),
-        ("model.compile=true model.compile_mode=fast", "model.compile_mode"),
-        ("model.compile_mode=reduce-overhead", "needs model.compile=true"),
-        ("model=ae model.compile_mode=max-autotune", "needs model.compile=true"),
+        ("module.compile=true module.compile_mode=fast", "module.compile_mode"),
+        ("module.compile_mode=reduce-overhead", "needs module.compile=true"),
+        ("model=ae module.compile_mode=max-autotune", "needs module.compile=true"),
+        ("model.skip_levels=[7]", "model.skip_levels"),
+        ("optimizer.lr=0", "optimizer.lr"),
     ],
 )
 def test_bad_values_fail_validation_naming_the_key(override, match):
@@ -113,15 +115,15 @@ def test_bad_values_fail_validation_naming_the_key(override, match):
 
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead", "max-autotune"])
 def test_compile_modes_pass_validation_with_compile_on(mode):
-    cfg = _compose(["data=synthetic", "model.compile=true", f"model.compile_mode={mode}"])
+    cfg = _compose(["data=synthetic", "module.compile=true", f"module.compile_mode={mode}"])
     validate_train_config(cfg)
-    assert cfg.model.compile_mode == mode
+    assert cfg.module.compile_mode == mode
 
 
 def test_compile_is_off_by_default_in_every_model_config():
     for model in _options("model"):
         cfg = _compose([f"model={model}", "data=synthetic"])
-        assert cfg.model.compile is False and cfg.model.compile_mode is None, model
+        assert cfg.module.compile is False and cfg.module.compile_mode is None, model
     assert "compile" not in _compose(["trainer=gpu", "data=synthetic"]).trainer
 
 
@@ -130,9 +132,9 @@ def test_gpu_fast_profile_scales_the_batch_and_the_learning_rate_by_the_sqrt_rul
     fast = _compose(["experiment=gpu_fast", "data=synthetic"])
     ratio = fast.data.batch_size / base.data.batch_size
     assert fast.data.batch_size == 512 and ratio == 4
-    assert fast.model.lr == pytest.approx(base.model.lr * ratio**0.5)
+    assert fast.optimizer.lr == pytest.approx(base.optimizer.lr * ratio**0.5)
     assert fast.data.on_device is True
-    assert fast.trainer.accelerator == "gpu" and fast.model.compile is False
+    assert fast.trainer.accelerator == "gpu" and fast.module.compile is False
     assert fast.run_name == "vae_unet_b512-linear"
     validate_train_config(fast)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import lit
 
 from facemask_vae.data.device import DeviceBatches, wants_device_batches
 from facemask_vae.data.synthetic import SyntheticFaceMaskDataModule
@@ -72,7 +73,7 @@ def test_a_trainer_fits_on_device_batches_with_augmentation():
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(model, datamodule=dm)
+    trainer.fit(lit(model), datamodule=dm)
     assert isinstance(dm.train_dataloader(), DeviceBatches)
     assert trainer.global_step == 3  # 48 images in batches of 16
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -30,7 +30,6 @@ from facemask_vae.evaluation import (
 )
 from facemask_vae.evaluation.probes import latent_probe
 from facemask_vae.evaluation.sample_fid import SampleFid
-from facemask_vae.iwae import importance_log_weights
 
 FIGURES = {
     "reconstructions.png",
@@ -206,7 +205,7 @@ def test_the_iwae_bound_of_the_trained_vae_is_at_least_its_elbo(runs):
     test = dm.dataset("test")
     x, _ = dm.on_after_batch_transfer((test.images[:8], test.labels[:8]), 0)
     k = 64
-    lw = importance_log_weights(m, x, k, generator=torch.Generator().manual_seed(0))
+    lw = m.importance_log_weights(x, k, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)  # the same noise as the log-weights drew: the pairs share z
     with torch.no_grad():
         elbo = torch.stack(

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from facemask_vae import metrics as M
-from facemask_vae.iwae import importance_log_weights
 from facemask_vae.models.networks import DecoderOutput, SkipLatent
+from facemask_vae.models.vae import importance_log_weights
 
 D, S = 5, 0.5
 
@@ -53,9 +53,12 @@ class _LinearGaussian:
         self.decoder, self.likelihood = _Decoder(self.w), _Likelihood()
         self.offset, self.training = offset, True
 
-    def eval(self):
-        self.training = False
+    def train(self, mode: bool = True):
+        self.training = mode
         return self
+
+    def eval(self):
+        return self.train(False)
 
     def cov_x(self) -> torch.Tensor:
         w = self.w.double()
@@ -95,9 +98,10 @@ def test_a_worse_posterior_gives_the_elbo_gap_and_a_tighter_iwae_bound():
     log_px = _log_px(model, x)
     g = torch.Generator().manual_seed(0)
     lw = importance_log_weights(model, x, k=512, generator=g)
+    assert model.training  # computed in eval mode, and the mode it had is restored
     elbo, iwae = lw.mean(0), M.iwae_bound(lw)
     # the ELBO gap is KL(q || p) of the top latent: 0.8^2 / (2 var), var = Var(z1 | x)
-    gap = 0.8**2 / (2 * float(model.posterior(x)[2].exp()[0, 0]))
+    gap = 0.8**2 / (2 * float(model.eval().posterior(x)[2].exp()[0, 0]))
     assert gap > 0.5
     torch.testing.assert_close(elbo, log_px - gap, rtol=0, atol=0.1)
     # 512 samples close most of that gap (the bound is below log p(x) only in expectation)

@@ -1,18 +1,19 @@
-"""The ELBO's terms: KL sign and value, free bits, likelihoods."""
+"""The ELBO's terms: KL sign and value, free bits, reparameterised draws, likelihoods."""
 
 import math
 
 import pytest
 import torch
 
-from facemask_vae.losses import (
-    Likelihood,
+from facemask_vae.gaussian import (
     apply_free_bits,
     kl_balance_weights,
     kl_normal,
     kl_std_normal,
+    reparameterize,
     soft_clamp,
 )
+from facemask_vae.losses import Likelihood
 
 
 def test_kl_is_zero_when_posterior_equals_prior():
@@ -205,3 +206,18 @@ def test_sampling_and_balancing_stay_on_the_device_of_their_inputs():
     assert lik.sample(torch.zeros(2, 3, 4, 4, device="meta")).device.type == "meta"
     w = kl_balance_weights(torch.ones(2, device="meta"), torch.tensor([1, 2]))
     assert w.device.type == "meta"
+
+
+def test_reparameterised_draws_have_the_posterior_mean_and_spread_and_carry_gradients():
+    mu = torch.tensor([1.0, -2.0], requires_grad=True)
+    logvar = torch.tensor([0.0, math.log(4.0)], requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    z = reparameterize(mu.expand(20000, 2), logvar.expand(20000, 2), generator=g)
+    assert torch.allclose(z.mean(0), mu, atol=0.05)
+    assert torch.allclose(z.std(0), torch.tensor([1.0, 2.0]), atol=0.05)
+    z.sum().backward()
+    assert mu.grad is not None and logvar.grad is not None and logvar.grad.abs().sum() > 0
+    # the temperature scales the spread, not the mean; the same generator state, the same draw
+    hot = reparameterize(mu.detach(), logvar.detach(), 0.5, torch.Generator().manual_seed(1))
+    cold = reparameterize(mu.detach(), logvar.detach(), 1.0, torch.Generator().manual_seed(1))
+    assert torch.allclose(hot - mu.detach(), 0.5 * (cold - mu.detach()))

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from facemask_vae.lit import TrainingModule
 from facemask_vae.models import AE, VAE
 from facemask_vae.models.layers import ConvBlock
 
@@ -82,14 +83,14 @@ def test_deterministic_skips_at_dropout_one_equal_the_no_skip_decoder():
 
 def test_loss_is_recon_plus_beta_times_kl_and_elbo_is_unweighted():
     torch.manual_seed(0)
-    m = VAE(image_size=32, **SMALL, skip="variational")
+    m = TrainingModule(VAE(image_size=32, **SMALL, skip="variational"))
     logged = {}
     m.log_dict = lambda d, **kw: logged.update(
         {k: float(torch.as_tensor(v).detach()) for k, v in d.items()}
     )
     m.beta = 0.25
     batch = (_x(4, 32), torch.zeros(4, dtype=torch.long))
-    m._step(batch, "val")
+    m.model_step(batch, "val")
     assert logged["val/loss"] == pytest.approx(
         logged["val/recon"] + 0.25 * logged["val/kl"], rel=1e-5
     )
@@ -109,19 +110,20 @@ def test_logged_ssim_is_float32_under_bf16_autocast():
     smooth = torch.nn.functional.interpolate(torch.rand(8, 3, 4, 4, generator=gen), size=32)
     x = smooth.clamp(0.05, 0.95)
     recon = (x + 0.03 * torch.randn(x.shape, generator=gen)).clamp(0.01, 0.99)
-    m = VAE(image_size=32, **SMALL, skip="variational")
-    real_terms = m.loss_terms
-    m.loss_terms = lambda x: replace(real_terms(x), out=torch.logit(recon))
+    model = VAE(image_size=32, **SMALL, skip="variational")
+    real_terms = model.loss_terms
+    model.loss_terms = lambda x: replace(real_terms(x), out=torch.logit(recon))
+    m = TrainingModule(model)
     logged = {}
     m.log_dict = lambda d, **kw: logged.update(d)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        m._step((x, torch.zeros(8, dtype=torch.long)), "val")
+        m.model_step((x, torch.zeros(8, dtype=torch.long)), "val")
     expected = ssim(recon, x, data_range=1.0)
     assert float(logged["val/ssim"]) == pytest.approx(float(expected), abs=1e-4)
 
 
 def test_training_steps_log_psnr_but_leave_the_costly_ssim_to_validation():
-    m = AE(image_size=32, **SMALL)
+    m = TrainingModule(AE(image_size=32, **SMALL))
     logged = {}
     m.log_dict = lambda d, **kw: logged.update(d)
     m.training_step((_x(2, 32), torch.zeros(2, dtype=torch.long)), 0)
@@ -130,22 +132,26 @@ def test_training_steps_log_psnr_but_leave_the_costly_ssim_to_validation():
 
 @pytest.mark.parametrize(("cls", "kw"), [(AE, {}), (VAE, {"skip": "variational"})])
 def test_training_step_optimises_nats_per_dimension(cls, kw):
-    m = cls(image_size=32, **SMALL, **kw)
+    m = TrainingModule(cls(image_size=32, **SMALL, **kw))
     m.beta = 0.25
     logged = {}
     m.log_dict = lambda d, *a, **k: logged.update(d)
     batch = (_x(2, 32), torch.zeros(2, dtype=torch.long))
     torch.manual_seed(0)
-    per_dim = m.training_step(batch, 0)
+    out = m.training_step(batch, 0)
+    per_dim = out["loss"]
     assert per_dim.shape == () and per_dim.requires_grad
-    assert m.n_dims == 3 * 32 * 32
+    assert m.model.n_dims == 3 * 32 * 32
     # what the optimiser sees is the logged loss (nats per image) over the 3 H W dimensions
     loss = logged["train/loss"]
     assert per_dim.item() == pytest.approx(loss.item() / (3 * 32 * 32), rel=1e-6)
     # and that loss is recon + beta * KL (no free bits or balancing here), the ELBO's terms
     kl = logged.get("train/kl", torch.zeros(()))
     assert loss.item() == pytest.approx((logged["train/recon"] + 0.25 * kl).item(), rel=1e-6)
-    if m.has_kl:
+    # the step also hands the callbacks its plain KL and recon, in nats per image
+    assert out["kl"].item() == pytest.approx(kl.item()) and not out["kl"].requires_grad
+    assert out["recon"].item() == pytest.approx(logged["train/recon"].item())
+    if m.model.has_kl:
         assert kl.item() > 0 and logged["train/elbo"].item() == pytest.approx(
             -(logged["train/recon"] + kl).item(), rel=1e-6
         )
@@ -161,7 +167,10 @@ def test_training_step_optimises_nats_per_dimension(cls, kw):
         ({"skip": "none", "skip_posterior": "mlp"}, "model.skip_posterior"),
         ({"block": "dense"}, "model.block"),
         ({"norm": "layer"}, "model.norm"),
-        ({"optimizer": "sgd"}, "model.optimizer"),
+        ({"skip_levels": [3]}, "model.skip_levels"),
+        ({"free_bits": -1.0}, "model.free_bits"),
+        ({"likelihood": "laplace"}, "model.likelihood"),
+        ({"unknown_option": 1}, "unknown model options"),
     ],
 )
 def test_bad_model_settings_are_refused_with_the_key(kw, match):

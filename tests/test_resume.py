@@ -34,7 +34,7 @@ def _overrides() -> list[str]:
         "model=vae",
         "anneal=cyclic",
         "anneal.n_cycles=1",
-        "model.scheduler=cosine",
+        "scheduler=cosine",
         "trainer.deterministic=true",
         f"trainer.max_epochs={EPOCHS}",
         "test=false",

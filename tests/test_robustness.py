@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import re
@@ -10,12 +11,13 @@ import warnings
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import TINY, compose_config, run_script
+from helpers import TINY, compose_config, lit, run_script
 
 from facemask_vae.callbacks import NonFiniteGuard, NonFiniteLossError
 from facemask_vae.data.base import InMemoryDataModule
 from facemask_vae.data.facemask import BadImageWarning
 from facemask_vae.errors import friendly_errors
+from facemask_vae.lit import TrainingModule
 from facemask_vae.models import VAE
 from facemask_vae.training import train
 
@@ -31,19 +33,19 @@ class RandomImages(InMemoryDataModule):
         ) % 2
 
 
-class ExplodingVAE(VAE):
-    """A VAE whose loss turns NaN at the given training steps."""
+class ExplodingVAE(TrainingModule):
+    """A VAE's training whose loss turns NaN at the given training steps."""
 
     def __init__(self, bad_steps=(), **kw):
-        super().__init__(**kw)
+        super().__init__(VAE(**kw), functools.partial(torch.optim.AdamW, lr=1e-3))
         self.bad_steps = set(bad_steps)
 
     def training_step(self, batch, batch_idx):
-        loss = super().training_step(batch, batch_idx)
+        out = super().training_step(batch, batch_idx)
         if self.global_step in self.bad_steps:
-            loss = loss * float("nan")
-            self.last_terms["loss"] = loss.detach()
-        return loss
+            out["loss"] = out["loss"] * float("nan")
+            self.last_terms["loss"] = out["loss"].detach()
+        return out
 
 
 def _trainer(callbacks, steps=6):
@@ -105,7 +107,7 @@ def test_device_path_skips_bad_batches_without_reading_the_loss_every_step(monke
 
 
 def test_device_path_catches_non_finite_gradients_behind_a_finite_loss():
-    model = VAE(**SMALL)
+    model = lit(VAE(**SMALL))
     steps = []
 
     class NaNGrads(pl.Callback):  # a finite loss whose backward pass yields NaN at step 2
@@ -124,7 +126,7 @@ def test_device_path_catches_non_finite_gradients_behind_a_finite_loss():
 def test_same_seed_gives_identical_losses_on_cpu():
     def run():
         pl.seed_everything(7, workers=True)
-        model = VAE(**SMALL, skip="variational")
+        model = lit(VAE(**SMALL, skip="variational"))
         losses = []
 
         class Record(pl.Callback):

@@ -49,7 +49,6 @@ from facemask_vae.evaluation.shared import (
     pairs,
     test_latents,
     test_pass,
-    top_latents,
     train_latents,
 )
 from facemask_vae.evaluation.shifts import probe_augment, section_shifts, shift_names
@@ -80,7 +79,6 @@ __all__ = [
     "swap_shares",
     "test_latents",
     "test_pass",
-    "top_latents",
     "train_latents",
     "write_metrics",
     "write_report",

@@ -10,13 +10,13 @@ from facemask_vae.evaluation.context import Context
 def section_models(ctx: Context) -> None:
     ctx.heading("Models")
     for name, run in zip(ctx.names, ctx.runs, strict=True):
-        hp = run.model.hparams
+        hp = run.model.config
         anneal = None
         if run.model.has_kl and run.config is not None:
             anneal = OmegaConf.select(run.config, "anneal.name", default=None)
         ctx.put(name, "model.class", type(run.model).__name__, "model class")
-        ctx.put(name, "model.skip", hp.get("skip", "none"), "U-Net skips")
-        posterior = hp.get("skip_posterior", "block") if hp.get("skip") == "variational" else "–"
+        ctx.put(name, "model.skip", hp.skip, "U-Net skips")
+        posterior = hp.skip_posterior if hp.skip == "variational" else "–"
         ctx.put(name, "model.skip_posterior", posterior, "skip posterior (variational skips)")
         ctx.put(name, "model.anneal", anneal or "–", "KL annealing schedule")
         ctx.put(name, "model.latent_dim", int(hp.latent_dim), "latent dimensions (top)")

@@ -8,8 +8,7 @@ from facemask_vae import metrics as M
 from facemask_vae import report as R
 from facemask_vae.evaluation.context import Context, _batches, _gen
 from facemask_vae.evaluation.shared import test_pass
-from facemask_vae.iwae import importance_log_weights
-from facemask_vae.models.base import AutoEncoderBase
+from facemask_vae.models import VAE
 
 
 def section_reconstruction(ctx: Context) -> None:
@@ -71,14 +70,12 @@ def section_reconstruction(ctx: Context) -> None:
     R.image_rows(rows, path)
 
 
-def _iwae(
-    ctx: Context, model: AutoEncoderBase, idx: torch.Tensor, k: int, name: str
-) -> torch.Tensor:
+def _iwae(ctx: Context, model: VAE, idx: torch.Tensor, k: int, name: str) -> torch.Tensor:
     """Per-image IWAE bounds (nats) of the images ``idx``, k posterior samples each."""
     g = _gen(ctx, 1)
     bs = max(1, ctx.bs // 2)
     out = []
     for s in _batches(len(idx), bs, f"{name}: IWAE k={k}"):
-        lw = importance_log_weights(model, ctx.floats(ctx.x_test[idx[s]]), k, generator=g)
+        lw = model.importance_log_weights(ctx.floats(ctx.x_test[idx[s]]), k, generator=g)
         out.append(M.iwae_bound(lw).cpu())
     return torch.cat(out)

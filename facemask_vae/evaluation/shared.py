@@ -10,7 +10,7 @@ import torch
 from facemask_vae import metrics as M
 from facemask_vae.checkpoints import LoadedRun
 from facemask_vae.evaluation.context import Context, _batches
-from facemask_vae.models.base import AutoEncoderBase
+from facemask_vae.models.inference import eval_mode
 
 ACTIVE_THRESHOLD = 0.01  # as metrics.active_units: Var_x E[z|x] > 0.01
 
@@ -26,30 +26,11 @@ def _cached(ctx: Context, key: tuple[str, str], compute: Callable[[], T]) -> T:
 # ---- latents ------------------------------------------------------------------------------------
 
 
-def top_latents(model: AutoEncoderBase, x: torch.Tensor) -> torch.Tensor:
-    """Top latent means: ``model.encode``, but without the skip levels a U-Net VAE's
-    ``encode_all`` also computes (they need a decoder pass)."""
-    if hasattr(model, "posterior"):
-        with torch.no_grad():
-            model.eval()
-            return model.posterior(x)[1]
-    return model.encode(x)
-
-
 def _encode(ctx: Context, run: LoadedRun, images: torch.Tensor, desc: str) -> torch.Tensor:
     """Top latent means (posterior means for VAEs) of uint8 images, batched, on the CPU."""
     return torch.cat(
-        [
-            top_latents(run.model, ctx.floats(images[s])).cpu()
-            for s in _batches(len(images), ctx.bs, desc)
-        ]
+        [run.model.encode(ctx.floats(images[s])).cpu() for s in _batches(len(images), ctx.bs, desc)]
     )
-
-
-def _encode_all(model: AutoEncoderBase, x: torch.Tensor) -> list[torch.Tensor]:
-    with torch.no_grad():
-        model.eval()
-        return model.encode_all(x)
 
 
 def train_latents(ctx: Context, i: int) -> torch.Tensor:
@@ -95,7 +76,7 @@ def sampler_codes_all(ctx: Context, i: int) -> torch.Tensor:
         images = _sampler_images(ctx)
         return torch.cat(
             [
-                model.flatten_codes(_encode_all(model, ctx.floats(images[s]))[:n_levels]).cpu()
+                model.flatten_codes(model.encode_levels(ctx.floats(images[s]))[:n_levels]).cpu()
                 for s in _batches(len(images), ctx.bs, f"{name}: codes of every level")
             ]
         )
@@ -140,7 +121,7 @@ def _test_pass(ctx: Context, i: int) -> dict[str, Any]:
     torch.manual_seed(int(ctx.cfg.seed))  # loss_terms draws its one posterior sample globally
     for s in _batches(len(ctx.y_test), ctx.bs, f"{name}: reconstruction"):
         x = ctx.floats(ctx.x_test[s])
-        codes = _encode_all(model, x)
+        codes = model.encode_levels(x)
         rec = model.decode(codes[0], codes[1:] or None)
         acc.setdefault("mse", []).append((rec - x).pow(2).flatten(1).mean(1).cpu())
         acc.setdefault("psnr", []).append(M.psnr_per_image(rec, x).cpu())
@@ -150,13 +131,11 @@ def _test_pass(ctx: Context, i: int) -> dict[str, Any]:
             levels = [_RunningVar() for _ in codes]
         for lv, c in zip(levels, codes, strict=True):
             lv.update(c)
-        with torch.no_grad():
-            model.eval()
+        with torch.no_grad(), eval_mode(model):
             terms = model.loss_terms(x)
         acc.setdefault("nll", []).append(terms.recon.cpu())
         if model.has_kl:
-            kls = torch.stack([kl.sum(1) for kl in terms.kls], 1).cpu()  # B x levels
-            acc.setdefault("kls", []).append(kls)
+            acc.setdefault("kls", []).append(terms.kl_per_level().cpu())  # B x levels
     res: dict[str, Any] = {k: torch.cat(v) for k, v in acc.items()}
     res["level_active"] = [lv.active(ACTIVE_THRESHOLD) for lv in levels]
     return res

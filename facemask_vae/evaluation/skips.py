@@ -6,16 +6,16 @@ import torch
 
 from facemask_vae import report as R
 from facemask_vae.evaluation.context import Context
-from facemask_vae.evaluation.shared import _encode_all, level_active, level_kls, pairs
-from facemask_vae.models.base import AutoEncoderBase
+from facemask_vae.evaluation.shared import level_active, level_kls, pairs
+from facemask_vae.models import Autoencoder
 
 
-def _skip_mode(model: AutoEncoderBase) -> str:
+def _skip_mode(model: Autoencoder) -> str:
     return getattr(model.decoder, "skip", "none")
 
 
 def swap_shares(
-    model: AutoEncoderBase, xa: torch.Tensor, xb: torch.Tensor
+    model: Autoencoder, xa: torch.Tensor, xb: torch.Tensor
 ) -> tuple[dict[str, float], list[torch.Tensor]]:
     """How much of the change from decode(A) to decode(B) the top latent and the skips carry.
 
@@ -23,7 +23,7 @@ def swap_shares(
     same with (z_A, skips_B); each near 1 means that part alone carries the difference. Returns
     the shares and the images [dec A, dec B, top from B, skips from B].
     """
-    ca, cb = _encode_all(model, xa), _encode_all(model, xb)
+    ca, cb = model.encode_levels(xa), model.encode_levels(xb)
     dec_a = model.decode(ca[0], ca[1:])
     dec_b = model.decode(cb[0], cb[1:])
     top_b = model.decode(cb[0], ca[1:])

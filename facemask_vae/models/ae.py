@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from facemask_vae.models.base import AutoEncoderBase, LossTerms
+from facemask_vae.models.autoencoder import Autoencoder, LossTerms
+from facemask_vae.models.config import ModelConfig
 
 
-class AE(AutoEncoderBase):
+class AE(Autoencoder):
     """Deterministic encoder -> z -> decoder; the loss is the reconstruction NLL only."""
 
     has_kl = False
 
-    def __init__(self, **kwargs) -> None:
-        if kwargs.get("skip", "none") != "none" or kwargs.get("free_bits", 0.0) != 0.0:
+    def __init__(self, config: ModelConfig | None = None, **options: Any) -> None:
+        config = config or ModelConfig.from_options(options)
+        if config.skip != "none" or config.free_bits != 0.0:
             raise ValueError("model.skip and model.free_bits are VAE options: the AE has neither")
-        super().__init__(**kwargs)
+        super().__init__(config)
 
     def encode_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [self.to_latent(self.encoder(x)[-1].flatten(1)).float()]

@@ -29,25 +29,37 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return out.view_as(a)
 
 
+@contextlib.contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """``module`` in eval mode inside the block, and back in the mode it was in after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
 class InferenceAPI:
-    """Mixin for :class:`~facemask_vae.models.base.AutoEncoderBase`: it reads the module's
+    """Mixin for :class:`~facemask_vae.models.autoencoder.Autoencoder`: it reads the module's
     ``encoder``/``decoder``, ``likelihood``, ``latent_dim``, ``latent_sizes``, ``sampling_stats`` and
     ``sampling_bn_batches``/``sampling_bn_batch``, and the subclass's ``encode_all``."""
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            self.train(was_training)
+        with eval_mode(self), torch.no_grad():
+            yield
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Top-level latent means (B x latent_dim): what t-SNE and the probes look at."""
         with self._inference():
-            return self.encode_all(x)[0]
+            return self.top_code(x)
+
+    def encode_levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Codes of every latent level, top first (posterior means for VAEs): B x latent_dim,
+        then one tensor per skip level (B x C x H x W)."""
+        with self._inference():
+            return self.encode_all(x)
 
     def decode(self, z: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Images in [0, 1] from top latents; skip levels at their prior means unless given."""

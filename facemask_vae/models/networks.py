@@ -19,26 +19,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from facemask_vae.losses import kl_normal, soft_clamp
+from facemask_vae.gaussian import kl_normal, reparameterize, soft_clamp
 from facemask_vae.models.layers import ConvBlock, Down, Up
 
-SKIPS = ("none", "deterministic", "variational")
-POSTERIORS = ("block", "conv")
 LOGVAR_BOUND = 10.0  # exp(+-10) spans 4.5e-5 .. 2.2e4 in variance: no overflow, ample range
-
-
-def check_geometry(image_size: int, depth: int, widths: list[int]) -> None:
-    """Refuse an image size the stride-2 stages cannot halve down evenly, with a fix to try."""
-    if depth < 1:
-        raise ValueError(f"model.depth must be >= 1, got {depth}")
-    if len(widths) != depth:
-        raise ValueError(f"model.widths needs one width per stage ({depth}), got {list(widths)}")
-    if image_size % (2**depth) != 0 or image_size // (2**depth) < 1:
-        ok = [s for s in (32, 64, 96, 128, 256) if s % (2**depth) == 0]
-        raise ValueError(
-            f"data.image_size={image_size} is not divisible by 2**model.depth = {2**depth}: "
-            f"use an image size such as {ok} or change model.depth."
-        )
 
 
 @dataclass
@@ -114,7 +98,9 @@ class VariationalSkip(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z -> raw image output, merging skips at each resolution according to ``skip``."""
+    """z -> raw image output, merging skips at each resolution according to ``skip``.
+
+    Its options come checked from :class:`~facemask_vae.models.config.ModelConfig`."""
 
     def __init__(
         self,
@@ -131,28 +117,9 @@ class Decoder(nn.Module):
         decoder_blocks: int = 1,
     ) -> None:
         super().__init__()
-        if skip not in SKIPS:
-            raise ValueError(f"model.skip must be one of {SKIPS}, got {skip!r}")
-        if skip_posterior not in POSTERIORS:
-            raise ValueError(
-                f"model.skip_posterior must be one of {POSTERIORS}, got {skip_posterior!r}"
-            )
-        if not 0.0 <= skip_dropout <= 1.0:
-            raise ValueError(f"model.skip_dropout is a probability in [0, 1], got {skip_dropout}")
-        if skip_latent_channels < 1:
-            raise ValueError(f"model.skip_latent_channels must be >= 1, got {skip_latent_channels}")
         self.skip, self.skip_dropout = skip, skip_dropout
         depth = len(widths)
-        levels = (
-            list(range(depth)) if skip_levels is None else sorted({int(v) for v in skip_levels})
-        )
-        if not levels or levels[0] < 0 or levels[-1] >= depth:
-            raise ValueError(
-                f"model.skip_levels lists decoder levels 0 (coarsest, {image_size // 2**depth} px) "
-                f"to {depth - 1} (finest); got {skip_levels}. Use null for all of them."
-            )
-        if decoder_blocks < 1:
-            raise ValueError(f"model.decoder_blocks must be >= 1, got {decoder_blocks}")
+        levels = list(range(depth)) if skip_levels is None else sorted(skip_levels)
         #: the levels that merge a skip, coarsest first; explicit ``skips`` follow this order
         self.levels = levels if skip != "none" else []
         self._slot = {level: j for j, level in enumerate(self.levels)}
@@ -173,10 +140,6 @@ class Decoder(nn.Module):
                 VariationalSkip(c, c, skip_latent_channels, skip_posterior) for c in chans
             )
         self.head = nn.Conv2d(rev[-1], 3, 3, padding=1)
-
-    @property
-    def n_skips(self) -> int:
-        return len(self.levels)
 
     def skip_latent_shapes(self) -> list[tuple[int, int, int]]:
         """(C, H, W) of each variational skip level's latent, coarsest first."""
@@ -253,6 +216,5 @@ class Decoder(nn.Module):
             kl = kl_normal(mu, logvar, *prior).sum(dim=(2, 3))  # B x C
         if not sample:
             return SkipLatent(mu, prior, post), kl, mu
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        z = mu + temperature * eps * (0.5 * logvar).exp()
+        z = reparameterize(mu, logvar, temperature, generator)
         return SkipLatent(z, prior, post), kl, mu

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from facemask_vae.gaussian import LOG_2PI, kl_std_normal, reparameterize
 from facemask_vae.sampling.samplers import LatentSampler, _randn
 
 #: the second stage's observation noise variance may not fall below this (in scaled units):
@@ -68,11 +69,11 @@ class SecondStage(nn.Module):
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """Negative ELBO per code (x: N x D, centred and scaled), averaged over the batch, in nats."""
         mu, logvar = self.posterior(x)
-        u = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        u = reparameterize(mu, logvar)
         gamma = self.gamma()
         rec = ((x - self.decoder(u)) ** 2).sum(1) / (2 * gamma)
-        rec = rec + 0.5 * x.shape[1] * (gamma.log() + math.log(2 * math.pi))
-        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1)
+        rec = rec + 0.5 * x.shape[1] * (gamma.log() + LOG_2PI)
+        kl = kl_std_normal(mu, logvar).sum(1)
         return (rec + kl).mean()
 
 
