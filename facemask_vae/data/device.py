@@ -40,9 +40,6 @@ class DeviceBatches:
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, device = len(self.labels), self.labels.device
         if self.shuffle:

@@ -38,35 +38,22 @@ from facemask_vae.evaluation.interpolation import section_interpolation
 from facemask_vae.evaluation.latents import section_latent_space
 from facemask_vae.evaluation.models import section_models
 from facemask_vae.evaluation.output import write_metrics, write_report
-from facemask_vae.evaluation.probes import PIXEL_PROBE_VERSION, pixel_probes, section_probes
+from facemask_vae.evaluation.probes import section_probes
 from facemask_vae.evaluation.reconstruction import section_reconstruction
 from facemask_vae.evaluation.samples import check_config as check_sample_config
 from facemask_vae.evaluation.samples import section_samples
-from facemask_vae.evaluation.shared import (
-    interpolation_pairs,
-    level_active,
-    level_kls,
-    pairs,
-    test_latents,
-    test_pass,
-    train_latents,
-)
+from facemask_vae.evaluation.shared import interpolation_pairs
 from facemask_vae.evaluation.shifts import probe_augment, section_shifts, shift_names
 from facemask_vae.evaluation.skips import section_skips, swap_shares
 from facemask_vae.evaluation.training import section_training
 
 __all__ = [
-    "PIXEL_PROBE_VERSION",
     "REFERENCE",
     "SECTIONS",
     "Context",
     "evaluate",
     "interpolation_pairs",
-    "level_active",
-    "level_kls",
     "load_everything",
-    "pairs",
-    "pixel_probes",
     "section_interpolation",
     "section_latent_space",
     "section_models",
@@ -77,11 +64,6 @@ __all__ = [
     "section_skips",
     "section_training",
     "swap_shares",
-    "test_latents",
-    "test_pass",
-    "train_latents",
-    "write_metrics",
-    "write_report",
 ]
 
 #: The sections in the order they run and appear in the report: (key, heading, function).
