@@ -71,7 +71,7 @@ def fid_step(path: Path, n: int, repeats: int) -> dict[str, float]:
     images, ref = torch.rand(n, 3, 64, 64, generator=g), torch.rand(992, 2048, generator=g)
     ways = {
         "before": (Features(load_script(path)), 0),
-        "now": (InceptionFeatures(path), M.KID_PRECOMPUTE_MAX),
+        "now": (InceptionFeatures(path), M.distances.KID_PRECOMPUTE_MAX),
     }
     best: dict[str, float] = {}
     for _ in range(repeats):
@@ -79,11 +79,11 @@ def fid_step(path: Path, n: int, repeats: int) -> dict[str, float]:
             t0 = time.perf_counter()
             feats = inc(images)
             M.frechet_distance(feats, ref)
-            M.KID_PRECOMPUTE_MAX, keep = kid_max, M.KID_PRECOMPUTE_MAX
+            M.distances.KID_PRECOMPUTE_MAX, keep = kid_max, M.distances.KID_PRECOMPUTE_MAX
             try:
                 M.kernel_distance(feats, ref, subset_size=1000)
             finally:
-                M.KID_PRECOMPUTE_MAX = keep
+                M.distances.KID_PRECOMPUTE_MAX = keep
             M.precision_recall(feats, ref)
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
     best = {k: round(v, 1) for k, v in best.items()}
