@@ -49,6 +49,6 @@ def test_bad_eval_settings_are_refused_before_any_run_is_loaded(tmp_path, overri
 
 @pytest.mark.parametrize("override", ["two_stage=null", "two_stage={hidden:32}"])
 def test_two_stage_null_or_a_partial_mapping_is_accepted(tmp_path, override):
-    from facemask_vae.evaluation.samples import check_config
+    from facemask_vae.evaluation.sample_settings import check_config
 
     check_config(compose_config([override], tmp_path, name="eval"))  # raises if refused

@@ -326,9 +326,9 @@ def test_the_augmented_probe_adds_seeded_augmented_copies_and_leaves_the_plain_p
     mean = (vae["shift.zoom_out.probe_aug"] + vae["shift.grayscale.probe_aug"]) / 2
     assert vae["shift.mean.probe_aug"] == pytest.approx(mean)
     plain = latent_probe(ctx, 0)
-    augmented = shifts_mod.augmented_probe(ctx, 0, shifts_mod.probe_augment(cfg))
+    augmented = shifts_mod.augmented_probe(ctx, 0)
     assert not np.allclose(plain[-1].coef_, augmented[-1].coef_)  # not the plain probe again
     # seeded: a fresh context fits the same augmented probe
     again = load_everything(cfg, tmp_path)
-    assert shifts_mod.augmented_probe(again, 0, shifts_mod.probe_augment(cfg)) is not None
+    assert shifts_mod.augmented_probe(again, 0) is not None
     assert torch.allclose(torch.as_tensor(fits[-1][0]), torch.as_tensor(aug_fits[0][0]))

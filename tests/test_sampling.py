@@ -14,7 +14,11 @@ from facemask_vae.sampling import (
     estimate_bn_stats,
     fit_gaussian,
     fit_gmm,
+    load_sampler,
     make_sampler,
+    parse_name,
+    sampler_from_state,
+    save_sampler,
 )
 from facemask_vae.sampling.batchnorm import bn_buffers
 
@@ -37,7 +41,7 @@ def _small(**kw) -> VAE:
 
 def test_prior_sampler_scales_by_temperature_and_is_seeded():
     s = PriorSampler(16)
-    a, b = s.draw(20000, 1.0, _gen(0)), s.draw(20000, 0.5, _gen(0))
+    a, b = s.sample(20000, 1.0, _gen(0)), s.sample(20000, 0.5, _gen(0))
     assert torch.allclose(b, 0.5 * a)
     assert abs(a.std().item() - 1.0) < 0.02 and abs(a.mean().item()) < 0.02
 
@@ -47,10 +51,10 @@ def test_fitted_gaussian_recovers_mean_and_covariance():
     a = torch.tensor([[2.0, 0.0], [1.5, 0.5]])
     z = torch.randn(20000, 2, generator=g) @ a.T + torch.tensor([3.0, -1.0])
     s = fit_gaussian(z)
-    draws = s.draw(40000, 1.0, _gen(1))
+    draws = s.sample(40000, 1.0, _gen(1))
     assert torch.allclose(draws.mean(0), torch.tensor([3.0, -1.0]), atol=0.05)
     assert torch.allclose(torch.cov(draws.T), a @ a.T, rtol=0.05, atol=0.05)
-    half = s.draw(40000, 0.5, _gen(1))
+    half = s.sample(40000, 0.5, _gen(1))
     assert torch.allclose(torch.cov(half.T), 0.25 * a @ a.T, rtol=0.05, atol=0.05)
 
 
@@ -61,12 +65,12 @@ def test_gmm_finds_two_clusters_and_samples_both_with_their_weights():
     )
     s = make_sampler("gmm", 4, z, n_components=2)
     assert s.name == "gmm"
-    draws = s.draw(8000, 1.0, _gen(2))
+    draws = s.sample(8000, 1.0, _gen(2))
     share = (draws[:, 0] > 0).float().mean().item()
     assert abs(share - 0.75) < 0.03  # the mixture weights, not 50/50
     near = torch.minimum((draws - 5).norm(dim=1), (draws + 5).norm(dim=1))
     assert near.max() < 1.5  # every draw comes from one of the two clusters
-    assert torch.equal(s.draw(10, 1.0, _gen(3)), s.draw(10, 1.0, _gen(3)))
+    assert torch.equal(s.sample(10, 1.0, _gen(3)), s.sample(10, 1.0, _gen(3)))
 
 
 def test_make_sampler_refuses_what_it_cannot_fit():
@@ -110,7 +114,7 @@ def test_sample_uses_statistics_of_prior_samples_not_of_training():
     assert not torch.allclose(a, b)  # the re-estimated statistics differ from fresh BN's (0, 1)
     assert all(torch.equal(own[k], v) for k, v in bn_buffers(m.decoder).items())
     # by hand: the decoder in eval mode with the statistics estimated from prior draws
-    stats = next(iter(m.sampling_stats._cache.values()))[2]
+    stats = next(iter(m.sampling_stats._cache.values()))[1]
     with m.sampling_stats.applied(m.decoder, stats), torch.no_grad():
         z = torch.randn(6, 8, generator=g.manual_seed(5))
         ref = m.likelihood.mean(m.decoder(z, generator=g).out)
@@ -122,8 +126,8 @@ def test_sampling_stats_are_cached_per_temperature_and_refreshed_after_an_update
     calls = []
     orig = SamplingStats.get
 
-    def counting(self, module, key, owner, estimate):
-        return orig(self, module, key, owner, lambda: calls.append(key) or estimate())
+    def counting(self, module, key, estimate):
+        return orig(self, module, key, lambda: calls.append(key) or estimate())
 
     SamplingStats.get = counting
     try:
@@ -176,7 +180,7 @@ def test_skip_temperature_scales_the_skip_levels_alone():
     )
     # (an untrained decoder's output hardly moves: a few 1e-4 at most here)
     assert (a - b).abs().max() > 1e-4
-    z = PriorSampler(8).draw(3, 1.0, _gen(1))
+    z = PriorSampler(8).sample(3, 1.0, _gen(1))
     assert torch.allclose(a, m.decode(z), atol=1e-5)
     # None means "the top's temperature", the behaviour before skip temperatures existed
     torch.testing.assert_close(
@@ -194,10 +198,12 @@ def test_fitted_sampler_drives_the_decoder():
         m.sample(2, sampler=PriorSampler(5))
 
 
-def _point_masses(codes: torch.Tensor) -> GaussianMixtureSampler:
+def _point_masses(codes: torch.Tensor, all_levels: bool = True) -> GaussianMixtureSampler:
     """A mixture with one zero-spread component at each row of ``codes``."""
     n, d = codes.shape
-    return GaussianMixtureSampler(torch.ones(n), codes, torch.zeros(n, d, d))
+    state = {"kind": "gmm", "all_levels": all_levels, "dim": d, "weights": torch.ones(n)}
+    state |= {"means": codes, "chols": torch.zeros(n, d, d)}
+    return GaussianMixtureSampler(n).load_state_dict(state)
 
 
 def test_a_sampler_of_every_level_decodes_its_codes_in_the_levels_order():
@@ -213,10 +219,18 @@ def test_a_sampler_of_every_level_decodes_its_codes_in_the_levels_order():
     want = m.reconstruct(x).expand(2, -1, -1, -1)
     assert torch.allclose(got, want, atol=1e-5)
     # only the top latent given: the skip levels come from their priors, another image
-    top_only = m.sample(1, generator=_gen(0), sampler=_point_masses(flat[:, :8]), sampling_bn=False)
+    top_only = m.sample(
+        1,
+        generator=_gen(0),
+        sampler=_point_masses(flat[:, :8], all_levels=False),
+        sampling_bn=False,
+    )
     assert not torch.allclose(top_only, want[:1], atol=1e-3)
-    with pytest.raises(ValueError, match="all its levels 1096-d"):
+    # a sampler that does not fit the model's codes is refused with the widths
+    with pytest.raises(ValueError, match="draws 100-d codes, but its top latent is 8-d"):
         m.sample(1, sampler=PriorSampler(100))
+    with pytest.raises(ValueError, match="draws 8-d codes, but all its levels are 1096-d"):
+        m.sample(1, sampler=_point_masses(flat[:, :8], all_levels=True))
 
 
 def test_samplers_of_every_level_are_fitted_like_the_top_ones_and_named_apart():
@@ -363,7 +377,7 @@ def test_ae_samples_with_fitted_latents_too():
 def test_each_model_draws_only_the_settings_that_change_it():
     """Skip temperatures only for models with skip levels; the *_all samplers only for those, and
     with no skip temperature (they draw every level), even when none is configured as null."""
-    from facemask_vae.evaluation.samples import Setting, model_settings
+    from facemask_vae.evaluation.sample_settings import Setting, model_settings
 
     grid = [
         Setting(sampler, 1.0, True, skip_t)
@@ -375,3 +389,27 @@ def test_each_model_draws_only_the_settings_that_change_it():
     assert model_settings(grid, has_skips=False) == [grid[0]]
     only_half = [s for s in grid if s.skip_temperature == 0.5]
     assert Setting("gaussian_all", 1.0, True, None) in model_settings(only_half, has_skips=True)
+
+
+@pytest.mark.parametrize("name", ["prior", "gaussian", "gmm_all", "two_stage_all"])
+def test_a_sampler_saved_and_loaded_draws_the_same_codes(tmp_path, name):
+    z = torch.randn(200, 6, generator=_gen(0)) * torch.linspace(0.5, 2, 6)
+    two = {"latent_dim": 2, "hidden": 8, "epochs": 2}
+    s = make_sampler(name, 6, z, n_components=3, seed=0, two_stage=two)
+    path = save_sampler(s, tmp_path / "sampler.pt")
+    back = load_sampler(path)
+    assert type(back) is type(s) and back.name == name and back.all_levels == s.all_levels
+    assert torch.equal(back.sample(5, 0.7, _gen(1)), s.sample(5, 0.7, _gen(1)))
+    assert back.fingerprint == s.fingerprint  # the same BN statistics cache entry
+    state = torch.load(path, weights_only=True)  # tensors and plain values only
+    assert state["kind"] == parse_name(name)[0]
+
+
+def test_samplers_are_fitted_objects_and_a_refit_changes_their_fingerprint():
+    s = GaussianMixtureSampler(1)
+    with pytest.raises(ValueError, match="not fitted"):
+        s.state_dict()
+    a = s.fit(torch.randn(50, 3, generator=_gen(0))).fingerprint
+    assert s.fit(torch.randn(50, 3, generator=_gen(1))).fingerprint != a
+    with pytest.raises(ValueError, match="not a sampler state"):
+        sampler_from_state({"kind": "flow"})

@@ -31,7 +31,7 @@ def fitted() -> TwoStageSampler:
 
 def test_second_stage_learns_the_codes_density_not_only_their_moments(fitted):
     z = _codes()
-    draws = fitted.draw(4000, 1.0, _gen(2))
+    draws = fitted.sample(4000, 1.0, _gen(2))
     assert fitted.fit_loss[-1] < fitted.fit_loss[0]
     assert torch.allclose(draws.mean(0), z.mean(0), atol=0.25 * z.std(0).max().item())
     assert torch.allclose(draws.std(0)[:2], z.std(0)[:2], rtol=0.25)
@@ -39,19 +39,19 @@ def test_second_stage_learns_the_codes_density_not_only_their_moments(fitted):
     arc = (draws[:, :2] - torch.tensor([0.0, 1.0])) / torch.tensor([1.0, 2.0])
     assert (arc.norm(dim=1) - 4.0).abs().median() < 0.5
     # a Gaussian with the same moments puts much of its mass inside the arc (radius well below 4)
-    gauss = make_sampler("gaussian", 6, z).draw(4000, 1.0, _gen(2))
+    gauss = make_sampler("gaussian", 6, z).sample(4000, 1.0, _gen(2))
     g_arc = (gauss[:, :2] - torch.tensor([0.0, 1.0])) / torch.tensor([1.0, 2.0])
     assert (g_arc.norm(dim=1) - 4.0).abs().median() > 2 * (arc.norm(dim=1) - 4.0).abs().median()
 
 
 def test_temperature_scales_the_second_stage_prior_and_draws_are_scaled_back(fitted):
-    spread = [fitted.draw(2000, t, _gen(3)).std(0)[:2].mean().item() for t in (1.0, 0.5, 0.0)]
+    spread = [fitted.sample(2000, t, _gen(3)).std(0)[:2].mean().item() for t in (1.0, 0.5, 0.0)]
     assert spread[0] > spread[1] > spread[2] == 0.0  # T 0: every draw decodes u = 0
     # T multiplies u, before the decoder, not the decoded codes; one scale for every dimension
     u = 0.5 * torch.randn(7, fitted.stage.latent_dim, generator=_gen(4))
     with torch.no_grad():
         want = fitted.mean + fitted.std * fitted.stage.decoder(u)
-    assert torch.allclose(fitted.draw(7, 0.5, _gen(4)), want)
+    assert torch.allclose(fitted.sample(7, 0.5, _gen(4)), want)
     assert torch.allclose(fitted.std, _codes().var(0).mean().sqrt().expand(6))
 
 
@@ -116,9 +116,9 @@ def test_fit_is_seeded_and_leaves_the_global_rng_alone():
     a = fit_two_stage(z, latent_dim=2, hidden=16, epochs=2, seed=5)
     assert torch.equal(torch.rand(1), before)
     b = fit_two_stage(z, latent_dim=2, hidden=16, epochs=2, seed=5)
-    assert torch.equal(a.draw(10, 1.0, _gen(0)), b.draw(10, 1.0, _gen(0)))
+    assert torch.equal(a.sample(10, 1.0, _gen(0)), b.sample(10, 1.0, _gen(0)))
     c = fit_two_stage(z, latent_dim=2, hidden=16, epochs=2, seed=6)
-    assert not torch.equal(a.draw(10, 1.0, _gen(0)), c.draw(10, 1.0, _gen(0)))
+    assert not torch.equal(a.sample(10, 1.0, _gen(0)), c.sample(10, 1.0, _gen(0)))
 
 
 def test_make_sampler_builds_both_two_stage_kinds_with_their_options():
@@ -166,10 +166,10 @@ def test_eval_fits_two_stage_samplers_with_its_configured_options(monkeypatch):
 def test_the_figure_caption_names_the_two_stage_options_only_when_one_ran():
     from omegaconf import OmegaConf
 
-    from facemask_vae.evaluation.samples import _two_stage_note
+    from facemask_vae.evaluation.sample_settings import two_stage_note
 
-    assert _two_stage_note(OmegaConf.create({"samplers": ["prior", "gmm"]})) == ""
-    note = _two_stage_note(
+    assert two_stage_note(OmegaConf.create({"samplers": ["prior", "gmm"]})) == ""
+    note = two_stage_note(
         OmegaConf.create({"samplers": ["gmm_all", "two_stage_all"], "two_stage": {"hidden": 32}})
     )
     assert "64-d latent" in note and "hidden layers of 32" in note and "100 epochs" in note
@@ -187,7 +187,7 @@ def test_on_batch_sees_every_batch_and_leaves_the_fit_unchanged():
     plain = fit_two_stage(z, **kw)
     assert seen == [(e, n, False) for e in (0, 1) for n in (128, 128, 44)]
     assert watched.fit_loss == plain.fit_loss
-    assert torch.equal(watched.draw(5, generator=_gen(0)), plain.draw(5, generator=_gen(0)))
+    assert torch.equal(watched.sample(5, generator=_gen(0)), plain.sample(5, generator=_gen(0)))
 
 
 def test_a_diverged_fit_is_refused_instead_of_drawing_nan(monkeypatch):

@@ -40,7 +40,7 @@ from facemask_vae.evaluation.models import section_models
 from facemask_vae.evaluation.output import write_metrics, write_report
 from facemask_vae.evaluation.probes import section_probes
 from facemask_vae.evaluation.reconstruction import section_reconstruction
-from facemask_vae.evaluation.samples import check_config as check_sample_config
+from facemask_vae.evaluation.sample_settings import check_config as check_sample_config
 from facemask_vae.evaluation.samples import section_samples
 from facemask_vae.evaluation.shared import interpolation_pairs
 from facemask_vae.evaluation.shifts import probe_augment, section_shifts, shift_names

@@ -1,13 +1,15 @@
-"""What every section shares: the Context, section timing, seeded generators, batching, loading."""
+"""What every section shares: the Context (data, runs, the domain CNN, results, named random
+streams, memoised shared results), section timing, batching, loading."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +22,23 @@ from facemask_vae.classifier import MaskCNN, fingerprint, get_mask_cnn
 from facemask_vae.config import ConfigError
 
 REFERENCE = "data (reference)"
+
+#: every random stream eval draws from, by name, as an offset from ``cfg.seed``: a section that
+#: draws adds its own name here (several historical streams share the base seed; they are
+#: separate generators all the same)
+STREAMS = {
+    "probe_subset": 0,  # the training images whose latents train the probes
+    "iwae_subset": 0,  # the test images the IWAE bound averages over
+    "posterior_noise": 0,  # the one posterior draw of the test pass's ELBO
+    "pairs": 0,  # the (with mask, without mask) test pairs
+    "iwae": 1,  # the IWAE bound's importance samples
+    "samples": 2,  # every sample set's draws
+    "sampler_subset": 5,  # the training images the fitted samplers see (sampler_fit_max)
+    "shifts": 17,  # the shifted test copies: + the shift's place in SHIFTS
+    "probe_augment": 31,  # the augmented probe's training copies
+}
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -46,8 +65,11 @@ class Context:
     notes: dict[str, list[str]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # metrics.json "tables"
-    # the setup's ("data", ...) facts, and what the accessors of shared.py compute on first use
-    cache: dict[tuple[str, str], Any] = field(default_factory=dict)
+    data_source: str = ""  # where the data config came from
+    cnn_info: Any = None  # the domain CNN's load result (path, cached, seconds)
+    data_fingerprint: str = ""  # of the evaluated split's images and labels
+    #: what the :func:`shared` accessors computed, by accessor and arguments
+    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     @property
     def bs(self) -> int:
@@ -77,6 +99,36 @@ class Context:
     def floats(self, images: torch.Tensor) -> torch.Tensor:
         return self.dm.to_float(images.to(self.device))
 
+    def seed(self, stream: str, extra: int = 0) -> int:
+        """The seed of the named random stream (see :data:`STREAMS`)."""
+        if stream not in STREAMS:
+            raise KeyError(f"no random stream {stream!r}: add it to evaluation.context.STREAMS")
+        return int(self.cfg.seed) + STREAMS[stream] + extra
+
+    def rng(self, stream: str, device: torch.device | None = None) -> torch.Generator:
+        """A fresh generator of the named random stream, on ``device`` (default: the CPU)."""
+        return torch.Generator(device=device or "cpu").manual_seed(self.seed(stream))
+
+    def cnn_predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The domain CNN's features and P(WithMask) of uint8 or float images, on the CPU."""
+        x = self.floats(images) if images.dtype == torch.uint8 else images.to(self.device)
+        f, p = self.cnn.predict(x, self.bs)
+        return f.cpu(), p.cpu()
+
+
+def shared(fn: Callable[..., T]) -> Callable[..., T]:
+    """Make ``fn(ctx, *args)`` a shared result: computed on first use, then kept in the context,
+    so any section can read it and none has to run first."""
+
+    @functools.wraps(fn)
+    def accessor(ctx: Context, *args: Any) -> T:
+        key = (fn.__module__, fn.__qualname__, *args)
+        if key not in ctx.memo:
+            ctx.memo[key] = fn(ctx, *args)
+        return ctx.memo[key]
+
+    return accessor
+
 
 @contextlib.contextmanager
 def timed(ctx: Context, section: str) -> Iterator[None]:
@@ -89,11 +141,8 @@ def timed(ctx: Context, section: str) -> Iterator[None]:
     print(f"[eval] {section}: {dt:.1f} s", flush=True)
 
 
-def _gen(ctx: Context, offset: int = 0) -> torch.Generator:
-    return torch.Generator(device=ctx.device).manual_seed(int(ctx.cfg.seed) + offset)
-
-
-def _batches(n: int, bs: int, desc: str | None = None) -> Iterator[slice]:
+def batches(n: int, bs: int, desc: str | None = None) -> Iterator[slice]:
+    """Slices of ``range(n)`` of at most ``bs``, with a progress bar when ``desc`` is given."""
     starts = range(0, n, bs)
     it = tqdm(starts, desc=desc, leave=False, disable=None) if desc else starts
     for s in it:
@@ -144,7 +193,7 @@ def load_everything(cfg: DictConfig, out_dir: Path) -> Context:
             )
     test = dm.dataset(cfg.split)
     train = dm.dataset("train")
-    g = torch.Generator().manual_seed(int(cfg.seed))
+    g = torch.Generator().manual_seed(int(cfg.seed) + STREAMS["probe_subset"])
     keep = torch.randperm(len(train), generator=g)[: int(cfg.probe_train_max)].sort().values
 
     cnn = get_mask_cnn(
@@ -174,17 +223,9 @@ def load_everything(cfg: DictConfig, out_dir: Path) -> Context:
         cnn=cnn.model,
         cnn_test_feats=torch.empty(0),
         cnn_test_probs=torch.empty(0),
+        data_source=data_src,
+        cnn_info=cnn,
+        data_fingerprint=fingerprint(test.images, test.labels),
     )
-    feats, probs = _cnn_predict(ctx, test.images)
-    ctx.cnn_test_feats, ctx.cnn_test_probs = feats, probs
-    ctx.cache[("data", "source")] = data_src
-    ctx.cache[("data", "cnn")] = cnn
-    ctx.cache[("data", "fingerprint")] = fingerprint(test.images, test.labels)
+    ctx.cnn_test_feats, ctx.cnn_test_probs = ctx.cnn_predict(test.images)
     return ctx
-
-
-def _cnn_predict(ctx: Context, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """CNN features and P(WithMask) of uint8 or float images."""
-    x = ctx.floats(images) if images.dtype == torch.uint8 else images.to(ctx.device)
-    f, p = ctx.cnn.predict(x, ctx.bs)
-    return f.cpu(), p.cpu()

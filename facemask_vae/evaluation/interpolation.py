@@ -6,7 +6,7 @@ import torch
 
 from facemask_vae import metrics as M
 from facemask_vae import report as R
-from facemask_vae.evaluation.context import Context, _batches, _cnn_predict
+from facemask_vae.evaluation.context import Context, batches
 from facemask_vae.evaluation.shared import interpolation_pairs, pairs
 
 # interpolation_pairs lives in shared.py, beside the pairs accessor the swap test reads too
@@ -29,11 +29,11 @@ def section_interpolation(ctx: Context) -> None:
             paths = torch.cat(
                 [
                     run.model.interpolate(xa[s], xb[s], steps=steps, mode=mode).cpu()
-                    for s in _batches(len(a_idx), max(1, ctx.bs // steps))
+                    for s in batches(len(a_idx), max(1, ctx.bs // steps))
                 ]
             )
             px = M.path_smoothness(paths)
-            feats, _ = _cnn_predict(ctx, paths.flatten(0, 1))
+            feats, _ = ctx.cnn_predict(paths.flatten(0, 1))
             ft = M.path_smoothness(feats.view(len(a_idx), steps, -1))
             ctx.put(
                 name,

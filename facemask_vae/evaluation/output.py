@@ -33,7 +33,7 @@ def write_report(ctx: Context, command: str, titles: Sequence[tuple[str, str]]) 
     cfg = ctx.cfg
     columns = [*ctx.names, REFERENCE]
     table = R.markdown_table(ctx.rows, columns, ctx.values)
-    cnn = ctx.cache[("data", "cnn")]
+    cnn = ctx.cnn_info
     lines = [
         "# Evaluation report",
         "",
@@ -49,7 +49,7 @@ def write_report(ctx: Context, command: str, titles: Sequence[tuple[str, str]]) 
         ],
         "",
         f"Data: `{type(ctx.dm).__name__}` "
-        f"({ctx.cache[('data', 'source')]}), {ctx.x_test.shape[-1]} px, {cfg.split} split of "
+        f"({ctx.data_source}), {ctx.x_test.shape[-1]} px, {cfg.split} split of "
         f"{len(ctx.y_test)} images ({int(ctx.y_test.sum())} with mask). Seed {cfg.seed}. "
         f"Domain CNN: `{cnn.path.name}` ({'cached' if cnn.cached else 'trained for this run'}).",
         "",
@@ -120,11 +120,11 @@ def write_metrics(ctx: Context, command: str) -> Path:
         "command": command,
         "config": OmegaConf.to_container(ctx.cfg, resolve=True),
         "data": {
-            "source": ctx.cache[("data", "source")],
+            "source": ctx.data_source,
             "split": ctx.cfg.split,
             "n_images": len(ctx.y_test),
             "image_size": int(ctx.x_test.shape[-1]),
-            "fingerprint": ctx.cache[("data", "fingerprint")],
+            "fingerprint": ctx.data_fingerprint,
         },
         "runs": {
             n: {

@@ -10,8 +10,8 @@ from tqdm.auto import tqdm
 
 from facemask_vae import metrics as M
 from facemask_vae.classifier import fingerprint
-from facemask_vae.evaluation.context import REFERENCE, Context
-from facemask_vae.evaluation.shared import _cached, test_latents, train_latents
+from facemask_vae.evaluation.context import REFERENCE, Context, shared
+from facemask_vae.evaluation.shared import test_latents, train_latents
 
 
 def section_probes(ctx: Context) -> None:
@@ -45,15 +45,12 @@ def section_probes(ctx: Context) -> None:
     )
 
 
+@shared
 def latent_probe(ctx: Context, i: int, kind: str = "logreg") -> Any:
     """Run ``i``'s probe of this section (``logreg`` or ``mlp``), fitted on its training latents,
-    for scoring other latents with :func:`facemask_vae.metrics.probe_probs`; cached."""
-    return _cached(
-        ctx,
-        (ctx.names[i], f"probe_{kind}"),
-        lambda: M.fit_probe(
-            train_latents(ctx, i), ctx.y_train.numpy(), kind=kind, seed=int(ctx.cfg.seed)
-        ),
+    for scoring other latents with :func:`facemask_vae.metrics.probe_probs`."""
+    return M.fit_probe(
+        train_latents(ctx, i), ctx.y_train.numpy(), kind=kind, seed=int(ctx.cfg.seed)
     )
 
 

@@ -6,7 +6,7 @@ import torch
 
 from facemask_vae import metrics as M
 from facemask_vae import report as R
-from facemask_vae.evaluation.context import Context, _batches, _gen
+from facemask_vae.evaluation.context import Context, batches
 from facemask_vae.evaluation.shared import test_pass
 from facemask_vae.models import VAE
 
@@ -20,18 +20,18 @@ def section_reconstruction(ctx: Context) -> None:
     show = ctx.floats(ctx.x_test[: int(cfg.n_show)]).cpu()
     rows = [("input", show)]
     n_iwae = len(ctx.y_test) if cfg.get("iwae_images") is None else int(cfg.iwae_images)
-    g = torch.Generator().manual_seed(int(cfg.seed))
+    g = ctx.rng("iwae_subset")
     iwae_idx = torch.randperm(len(ctx.y_test), generator=g)[:n_iwae].sort().values
     for i, (name, run) in enumerate(zip(ctx.names, ctx.runs, strict=True)):
         model = run.model
         res = test_pass(ctx, i)
-        ctx.put(name, "recon.mse", res["mse"].mean(), "MSE (per pixel, images in [0, 1])")
-        ctx.put(name, "recon.psnr", res["psnr"].mean(), "PSNR (dB, mean over images)")
-        ctx.put(name, "recon.ssim", res["ssim"].mean(), "SSIM (mean over images)")
-        ctx.put(name, "recon.nll", res["nll"].mean(), "reconstruction NLL (nats/image)")
-        if model.has_kl:
-            kls = res["kls"]
-            neg_elbo = res["nll"] + kls.sum(1)
+        ctx.put(name, "recon.mse", res.mse.mean(), "MSE (per pixel, images in [0, 1])")
+        ctx.put(name, "recon.psnr", res.psnr.mean(), "PSNR (dB, mean over images)")
+        ctx.put(name, "recon.ssim", res.ssim.mean(), "SSIM (mean over images)")
+        ctx.put(name, "recon.nll", res.nll.mean(), "reconstruction NLL (nats/image)")
+        if res.kls is not None:
+            kls = res.kls
+            neg_elbo = res.nll + kls.sum(1)
             ctx.put(name, "recon.kl", kls.sum(1).mean(), "KL, all levels (nats/image)")
             ctx.put(name, "recon.neg_elbo", neg_elbo.mean(), "negative ELBO (nats/image)")
             ctx.put(
@@ -72,10 +72,10 @@ def section_reconstruction(ctx: Context) -> None:
 
 def _iwae(ctx: Context, model: VAE, idx: torch.Tensor, k: int, name: str) -> torch.Tensor:
     """Per-image IWAE bounds (nats) of the images ``idx``, k posterior samples each."""
-    g = _gen(ctx, 1)
+    g = ctx.rng("iwae", ctx.device)
     bs = max(1, ctx.bs // 2)
     out = []
-    for s in _batches(len(idx), bs, f"{name}: IWAE k={k}"):
+    for s in batches(len(idx), bs, f"{name}: IWAE k={k}"):
         lw = model.importance_log_weights(ctx.floats(ctx.x_test[idx[s]]), k, generator=g)
         out.append(M.iwae_bound(lw).cpu())
     return torch.cat(out)

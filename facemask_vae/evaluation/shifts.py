@@ -12,12 +12,10 @@ from facemask_vae import report as R
 from facemask_vae.config import ConfigError
 from facemask_vae.data.augment import BatchAugment
 from facemask_vae.data.shifts import DESCRIPTIONS, SHIFTS, apply_shift
-from facemask_vae.evaluation.context import REFERENCE, Context, _cnn_predict
+from facemask_vae.evaluation.context import REFERENCE, Context, shared
 from facemask_vae.evaluation.probes import latent_probe
-from facemask_vae.evaluation.shared import _cached, _encode, test_latents, train_latents
+from facemask_vae.evaluation.shared import encode_images, test_latents, train_latents
 
-SEED_OFFSET = 17  # the shifts' draws: seed + 17 + the shift's place in SHIFTS
-AUGMENT_SEED_OFFSET = 31  # the augmented probe's training copies: seed + 31
 PROBE_NAMES = {"probe": "linear-probe", "probe_aug": "augmented-probe"}  # key -> report words
 
 
@@ -55,30 +53,27 @@ def probe_augment(cfg: Any) -> BatchAugment | None:
     return aug
 
 
-def augmented_probe(ctx: Context, i: int, aug: BatchAugment) -> Any:
+@shared
+def augmented_probe(ctx: Context, i: int) -> Any:
     """Run ``i``'s logistic-regression probe fitted on the latents of the probe's training images
-    and of one augmented copy of each (seeded); cached."""
-
-    def fit() -> Any:
-        x = ctx.x_train
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(ctx.cfg.seed) + AUGMENT_SEED_OFFSET)
-            copies = torch.cat(
-                [aug(x[j : j + 512].float().div(255)) for j in range(0, len(x), 512)]
-            )
-        copies = copies.mul(255).round().clamp(0, 255).to(torch.uint8)
-        z = torch.cat([train_latents(ctx, i), _encode(ctx, ctx.runs[i], copies, "augmented")])
-        y = torch.cat([ctx.y_train, ctx.y_train]).numpy()
-        return M.fit_probe(z, y, kind="logreg", seed=int(ctx.cfg.seed))
-
-    return _cached(ctx, (ctx.names[i], "probe_aug"), fit)
+    and of one augmented copy of each (``probe_augment``'s options, seeded)."""
+    aug = probe_augment(ctx.cfg)
+    assert aug is not None, "the augmented probe needs probe_augment options"
+    x = ctx.x_train
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed("probe_augment"))
+        copies = torch.cat([aug(x[j : j + 512].float().div(255)) for j in range(0, len(x), 512)])
+    copies = copies.mul(255).round().clamp(0, 255).to(torch.uint8)
+    z = torch.cat([train_latents(ctx, i), encode_images(ctx, ctx.runs[i], copies, "augmented")])
+    y = torch.cat([ctx.y_train, ctx.y_train]).numpy()
+    return M.fit_probe(z, y, kind="logreg", seed=int(ctx.cfg.seed))
 
 
+@shared
 def shifted_test_images(ctx: Context, name: str) -> torch.Tensor:
     """The test split under shift ``name`` (uint8), seeded by the shift alone, so choosing other
-    shifts leaves its numbers as they are; cached."""
-    seed = int(ctx.cfg.seed) + SEED_OFFSET + list(SHIFTS).index(name)
-    return _cached(ctx, ("data", f"shift_{name}"), lambda: apply_shift(name, ctx.x_test, seed))
+    shifts leaves its numbers as they are."""
+    return apply_shift(name, ctx.x_test, ctx.seed("shifts", list(SHIFTS).index(name)))
 
 
 def section_shifts(ctx: Context) -> None:
@@ -93,7 +88,7 @@ def section_shifts(ctx: Context) -> None:
     cnn_acc: list[float] = []
 
     def accuracy(i: int, kind: str, z: torch.Tensor) -> float:
-        probe = latent_probe(ctx, i, "logreg") if kind == "probe" else augmented_probe(ctx, i, aug)
+        probe = latent_probe(ctx, i, "logreg") if kind == "probe" else augmented_probe(ctx, i)
         return M.classification_scores(yte, M.probe_probs(probe, z))["accuracy"]
 
     if aug is not None:
@@ -104,12 +99,12 @@ def section_shifts(ctx: Context) -> None:
         images = shifted_test_images(ctx, shift)
         desc = DESCRIPTIONS[shift]
         for i, name in enumerate(ctx.names):
-            z = _encode(ctx, ctx.runs[i], images, f"{name}: latents, {shift}")
+            z = encode_images(ctx, ctx.runs[i], images, f"{name}: latents, {shift}")
             for kind in kinds:
                 acc = accuracy(i, kind, z)
                 probe_acc[name, kind].append(acc)
                 ctx.put(name, f"shift.{shift}.{kind}", acc, f"{desc}: {PROBE_NAMES[kind]} accuracy")
-        acc = M.classification_scores(yte, _cnn_predict(ctx, images)[1].numpy())["accuracy"]
+        acc = M.classification_scores(yte, ctx.cnn_predict(images)[1].numpy())["accuracy"]
         cnn_acc.append(acc)
         ctx.put(REFERENCE, f"shift.{shift}.cnn", acc, f"{desc}: supervised-CNN accuracy")
     for (name, kind), accs in probe_acc.items():

@@ -93,31 +93,40 @@ class InferenceAPI:
         overrides ``sampling_bn_batches`` (batches of ``sampling_bn_batch`` samples) for a cheaper
         estimate, as the image callback makes every epoch.
 
-        A sampler of ``sum(latent_sizes)`` dimensions draws every level at once (a density
-        fitted to the codes of every level, ``gaussian_all``/``gmm_all``): its codes are split
-        into the top latent and the skip levels, and no skip level is drawn from its prior.
+        A sampler with ``all_levels`` (a density fitted to the codes of every level, e.g.
+        ``two_stage_all``) draws every level at once: its codes are split into the top latent and
+        the skip levels, and no skip level is drawn from its prior.
         """
         sampler = sampler or PriorSampler(self.latent_dim)
-        if sampler.dim not in (self.latent_dim, sum(self.latent_sizes)):
+        want = sum(self.latent_sizes) if sampler.all_levels else self.latent_dim
+        if sampler.dim != want:
+            levels = "all its levels" if sampler.all_levels else "its top latent"
             raise ValueError(
-                f"sampler draws {sampler.dim}-d codes; the model's top latent is "
-                f"{self.latent_dim}-d and all its levels {sum(self.latent_sizes)}-d"
+                f"the {sampler.name} sampler draws {sampler.dim}-d codes, but {levels} "
+                f"{'are' if sampler.all_levels else 'is'} {want}-d: fit it to this model's codes"
             )
         skip_t = float(temperature if skip_temperature is None else skip_temperature)
         with self._inference():
-            z = sampler.draw(n, temperature, generator, self.device)
+            z = sampler.sample(n, temperature, generator, self.device)
             with self._sampling_bn(sampler, temperature, skip_t, sampling_bn, bn_batches):
-                dec = self._decode_drawn(z, skip_t, generator)
+                dec = self._decode_drawn(z, sampler.all_levels, skip_t, generator)
             return self.likelihood.mean(dec.out)
 
     def flatten_codes(self, codes: list[torch.Tensor]) -> torch.Tensor:
         """``encode_all``'s codes of every level as one B x sum(latent_sizes) matrix."""
         return torch.cat([c.flatten(1) for c in codes], dim=1)
 
-    def _decode_drawn(self, z: torch.Tensor, skip_t: float, generator: torch.Generator | None):
+    def _decode_drawn(
+        self,
+        z: torch.Tensor,
+        all_levels: bool,
+        skip_t: float,
+        generator: torch.Generator | None,
+    ):
         """The decoder's output for drawn codes: top latents (skip levels from their priors at
-        ``skip_t``) or the codes of every level, flattened (split back into their shapes)."""
-        if z.shape[1] == self.latent_dim:
+        ``skip_t``) or, ``all_levels``, the codes of every level, flattened (split back into
+        their shapes)."""
+        if not all_levels:
             return self.decoder(z, temperature=skip_t, generator=generator)
         top, *flat = z.split(self.latent_sizes, dim=1)
         shapes = self.decoder.skip_latent_shapes()
@@ -137,21 +146,20 @@ class InferenceAPI:
         if not on or not bn_layers(self.decoder):
             yield
             return
-        # the prior is the same at every call; a fitted sampler is its own object
+        # samplers that draw the same codes share statistics: the key is the fitted state's digest
         batches = int(batches or self.sampling_bn_batches)
-        owner = "" if isinstance(sampler, PriorSampler) else id(sampler)
-        key = (sampler.name, sampler.dim, owner, float(temperature), skip_temperature, batches)
+        key = (sampler.fingerprint, float(temperature), skip_temperature, batches)
 
         def estimate() -> dict[str, torch.Tensor]:
             g = torch.Generator(device=self.device).manual_seed(0)  # the same stats every time
 
             def forward() -> None:
-                z = sampler.draw(self.sampling_bn_batch, temperature, g, self.device)
-                self._decode_drawn(z, skip_temperature, g)
+                z = sampler.sample(self.sampling_bn_batch, temperature, g, self.device)
+                self._decode_drawn(z, sampler.all_levels, skip_temperature, g)
 
             return estimate_bn_stats(self.decoder, forward, batches)
 
-        buffers = self.sampling_stats.get(self.decoder, key, sampler, estimate)
+        buffers = self.sampling_stats.get(self.decoder, key, estimate)
         with self.sampling_stats.applied(self.decoder, buffers):
             yield
 

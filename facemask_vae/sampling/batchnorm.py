@@ -92,7 +92,7 @@ class SamplingStats:
     """
 
     def __init__(self) -> None:
-        self._cache: dict[Any, tuple[Any, Any, Buffers]] = {}
+        self._cache: dict[Any, tuple[Any, Buffers]] = {}
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -100,17 +100,14 @@ class SamplingStats:
     def clear(self) -> None:
         self._cache.clear()
 
-    def get(
-        self, module: nn.Module, key: Any, owner: Any, estimate: Callable[[], Buffers]
-    ) -> Buffers:
-        """The statistics for ``key``; ``owner`` (the sampler) is kept alive with the entry, so an
-        ``id``-based key cannot be reused by a new object."""
+    def get(self, module: nn.Module, key: Any, estimate: Callable[[], Buffers]) -> Buffers:
+        """The statistics for ``key`` (made by ``estimate`` when missing or stale)."""
         version = weights_version(module)
         hit = self._cache.get(key)
         if hit is not None and hit[0] == version:
-            return hit[2]
+            return hit[1]
         buffers = estimate()
-        self._cache[key] = (version, owner, buffers)
+        self._cache[key] = (version, buffers)
         return buffers
 
     @contextlib.contextmanager

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from facemask_vae.gaussian import LOG_2PI, kl_std_normal, reparameterize
-from facemask_vae.sampling.samplers import LatentSampler, _randn
+from facemask_vae.sampling.samplers import LatentSampler, State, _randn
 
 #: the second stage's observation noise variance may not fall below this (in scaled units):
 #: a perfect fit would drive it to 0 and the loss to minus infinity (Dai & Wipf, section 4).
@@ -78,24 +78,82 @@ class SecondStage(nn.Module):
 
 
 class TwoStageSampler(LatentSampler):
-    """Codes z = mean + scale * decoder(u), u ~ N(0, T^2 I): a second VAE's samples, scaled back."""
+    """Codes z = mean + scale * decoder(u), u ~ N(0, T^2 I): a second VAE's samples, scaled back.
 
-    name = "two_stage"
+    ``fit`` trains the second VAE (:func:`train_second_stage`) with these options, seeded."""
+
+    kind = "two_stage"
 
     def __init__(
         self,
-        stage: SecondStage,
-        mean: torch.Tensor,
-        std: torch.Tensor,
-        fit_loss: list[float] | None = None,
+        latent_dim: int = DEFAULTS["latent_dim"],
+        hidden: int = DEFAULTS["hidden"],
+        epochs: int = DEFAULTS["epochs"],
+        seed: int = 0,
+        all_levels: bool = False,
+        batch_size: int = 256,
+        lr: float = 1e-3,
     ) -> None:
-        super().__init__(mean.shape[0])
+        super().__init__(all_levels)
+        if latent_dim < 1 or hidden < 1 or epochs < 1:
+            raise ValueError(
+                f"two_stage needs latent_dim, hidden and epochs >= 1, got {latent_dim}, {hidden}, {epochs}"
+            )
+        self.latent_dim, self.hidden, self.epochs = int(latent_dim), int(hidden), int(epochs)
+        self.seed, self.batch_size, self.lr = int(seed), int(batch_size), float(lr)
+        self.stage: SecondStage | None = None
+        self.mean = self.std = torch.empty(0)
+        self.fit_loss: list[float] = []  # training loss per epoch, for a look at convergence
+        self._on_batch: Callable[[int, SecondStage, torch.Tensor, torch.Tensor], None] | None = None
+
+    def fit(
+        self,
+        codes: torch.Tensor,
+        on_batch: Callable[[int, SecondStage, torch.Tensor, torch.Tensor], None] | None = None,
+    ) -> TwoStageSampler:
+        """Train the second VAE on ``codes`` (N x D); ``on_batch`` as in :func:`train_second_stage`."""
+        self._on_batch = on_batch
+        try:
+            return super().fit(codes)  # type: ignore[return-value]
+        finally:
+            self._on_batch = None
+
+    def _fit(self, codes: torch.Tensor) -> None:
+        stage, mean, std, losses = train_second_stage(
+            codes,
+            self.latent_dim,
+            self.hidden,
+            self.epochs,
+            self.batch_size,
+            self.lr,
+            self.seed,
+            self._on_batch,
+        )
+        self.stage, self.mean, self.std, self.fit_loss = stage.eval().float(), mean, std, losses
+
+    def _state(self) -> State:
+        assert self.stage is not None
+        return {
+            "latent_dim": self.latent_dim,
+            "hidden": self.hidden,
+            "mean": self.mean.cpu(),
+            "std": self.std.cpu(),
+            "stage": {k: v.cpu() for k, v in self.stage.state_dict().items()},
+            "fit_loss": torch.tensor(self.fit_loss, dtype=torch.float64),
+        }
+
+    def _load(self, state: State) -> None:
+        self.latent_dim, self.hidden = int(state["latent_dim"]), int(state["hidden"])
+        stage = SecondStage(int(state["dim"]), self.latent_dim, self.hidden)
+        stage.load_state_dict(state["stage"])
         self.stage = stage.eval().float()
-        self.mean, self.std = mean.float(), std.float()
-        self.fit_loss = list(fit_loss or [])  # training loss per epoch, for a look at convergence
+        self.mean, self.std = state["mean"].float(), state["std"].float()
+        self.fit_loss = [float(v) for v in state["fit_loss"]]
 
     @torch.no_grad()
-    def draw(self, n, temperature=1.0, generator=None, device=None) -> torch.Tensor:
+    def sample(self, n, temperature=1.0, generator=None, device=None) -> torch.Tensor:
+        if self.stage is None:
+            raise ValueError("the two_stage sampler is not fitted")
         u = _randn(n, self.stage.latent_dim, generator, device) * temperature
         if self.mean.device != u.device:
             self.stage, self.mean, self.std = (
@@ -104,7 +162,9 @@ class TwoStageSampler(LatentSampler):
         return self.mean + self.std * self.stage.decoder(u)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(dim={self.dim}, latent_dim={self.stage.latent_dim})"
+        return (
+            f"{type(self).__name__}(name={self.name}, dim={self.dim}, latent_dim={self.latent_dim})"
+        )
 
 
 def fit_two_stage(
@@ -116,15 +176,28 @@ def fit_two_stage(
     lr: float = 1e-3,
     seed: int = 0,
     on_batch: Callable[[int, SecondStage, torch.Tensor, torch.Tensor], None] | None = None,
+    all_levels: bool = False,
 ) -> TwoStageSampler:
+    """A :class:`TwoStageSampler` fitted to codes ``z`` (N x D)."""
+    sampler = TwoStageSampler(latent_dim, hidden, epochs, seed, all_levels, batch_size, lr)
+    return sampler.fit(z, on_batch=on_batch)
+
+
+def train_second_stage(
+    z: torch.Tensor,
+    latent_dim: int,
+    hidden: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    on_batch: Callable[[int, SecondStage, torch.Tensor, torch.Tensor], None] | None = None,
+) -> tuple[SecondStage, torch.Tensor, torch.Tensor, list[float]]:
     """A second VAE trained on codes ``z`` (N x D) with AdamW and a cosine learning rate, seeded:
-    the same codes and seed give the same sampler. ``on_batch(epoch, stage, x, loss)``, if given,
+    the same codes and seed give the same network; returns it with the codes' centre, scale and
+    the loss per epoch. ``on_batch(epoch, stage, x, loss)``, if given,
     sees each scaled batch and its loss before the step (scripts/two_stage_fit_log.py); it must
     not draw random numbers, or the fit changes."""
-    if latent_dim < 1 or hidden < 1 or epochs < 1:
-        raise ValueError(
-            f"two_stage needs latent_dim, hidden and epochs >= 1, got {latent_dim}, {hidden}, {epochs}"
-        )
     if len(z) < 2:
         raise ValueError(f"a second-stage VAE needs more than {len(z)} codes")
     z = z.detach().float().cpu()
@@ -157,4 +230,4 @@ def fit_two_stage(
                     f"{losses[-1]}; the last finite epochs: {losses[-4:-1]}) on {tuple(z.shape)} "
                     "codes, so its draws would be NaN; leave the two_stage samplers out for this run"
                 )
-    return TwoStageSampler(stage, mean, std, losses)
+    return stage, mean, std, losses
