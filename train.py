@@ -7,7 +7,6 @@ import hydra
 from omegaconf import DictConfig
 
 import facemask_vae.config  # noqa: F401  (registers the config resolvers)
-from facemask_vae import metric_keys as K
 from facemask_vae.errors import friendly_errors
 from facemask_vae.training import train
 
@@ -15,9 +14,9 @@ from facemask_vae.training import train
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     with friendly_errors():
-        metrics = train(cfg)["metrics"]
+        result = train(cfg)
     # what a Hydra sweeper would optimise: the validation ELBO, or the AE's validation loss
-    return metrics.get(K.VAL_ELBO, metrics.get(K.VAL_LOSS))
+    return result["metrics"].get(result["monitor"])
 
 
 if __name__ == "__main__":

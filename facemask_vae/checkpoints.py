@@ -8,6 +8,7 @@ checkpoint runs, and anything that is not what we expect raises :class:`Checkpoi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from facemask_vae.models import Autoencoder
+from facemask_vae.lit.module import prefixed_state_dict
+from facemask_vae.models import Autoencoder, ModelConfig
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -133,24 +135,6 @@ def _best_recorded_in(last: Path) -> Path | None:
     return None
 
 
-#: hyper-parameters of checkpoints written before the model and its training were split: the
-#: training module's options, which do not build the model
-_OLD_TRAINING_KEYS = (
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "scheduler",
-    "channels_last",
-    "compile",
-    "compile_mode",
-    "adv_latent_weight",
-    "adv_image_weight",
-    "adv_image_start",
-    "critic_lr",
-    "critic_patience",
-)
-
-
 def model_spec(hparams: dict, config: DictConfig | None, ckpt_path: Path) -> dict[str, Any]:
     """``{"_target_": ..., **model options}`` from a checkpoint's hyper-parameters.
 
@@ -174,7 +158,8 @@ def model_spec(hparams: dict, config: DictConfig | None, ckpt_path: Path) -> dic
             f"{ckpt_path}: no config.yaml with model._target_ next to it (expected in the run "
             "directory above checkpoints/): pass the run directory made by train.py"
         )
-    options = {k: v for k, v in hparams.items() if k not in (*_OLD_TRAINING_KEYS, "name")}
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}  # the rest were training options
+    options = {k: v for k, v in hparams.items() if k in fields}
     options.setdefault("skip_posterior", "block")
     return {"_target_": str(target), **options}
 
@@ -192,13 +177,9 @@ def _model_class(target: str, ckpt_path: Path) -> type:
 
 
 def model_state(state_dict: dict[str, Any]) -> dict[str, Any]:
-    """The model's weights from a checkpoint's state dict: under ``model.`` in the training
-    modules' checkpoints, at the top in older ones; the critics' are left out."""
-    if any(k.startswith("model.") for k in state_dict):
-        return {
-            k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")
-        }
-    return {k: v for k, v in state_dict.items() if not k.startswith("critics.")}
+    """The model's weights from a training module's state dict (old or new layout)."""
+    state = prefixed_state_dict(state_dict)
+    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 
 def load_model(ckpt_path: str | Path, config: DictConfig | None = None) -> tuple[Autoencoder, dict]:
@@ -260,8 +241,9 @@ def load_run(path: str | Path) -> LoadedRun:
         name = OmegaConf.select(config, "run_name", default=None)
         if name is None:
             name = OmegaConf.select(config, "model.name", default=None)
-    if name is None:
-        name = ckpt_path.stem
+    if name is None:  # a bare checkpoint: the name its run had
+        hparams = ckpt.get("hyper_parameters") or {}
+        name = hparams.get("run_name") or hparams.get("name") or ckpt_path.stem
     epoch = ckpt.get("epoch")
     return LoadedRun(
         name=str(name),

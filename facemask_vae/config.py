@@ -121,7 +121,7 @@ def validate_train_config(cfg: DictConfig) -> None:
 
     from facemask_vae.lit.module import check_compile_mode
 
-    for group in ("data", "model", "module", "trainer"):
+    for group in ("data", "model", "module", "optimizer", "trainer"):
         _require(group in cfg and cfg[group] is not None, f"the config has no `{group}` group")
     _require(
         int(cfg.data.batch_size) >= 1,
@@ -136,8 +136,11 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise ConfigError(str(err.__cause__ or err)) from None
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    lr = float(OmegaConf.select(cfg, "optimizer.lr", default=1.0))
-    _require(math.isfinite(lr) and lr > 0, f"optimizer.lr must be a positive number, got {lr}")
+    lr = cfg.optimizer.get("lr")
+    _require(
+        lr is None or (math.isfinite(float(lr)) and float(lr) > 0),
+        f"optimizer.lr must be a positive number, got {lr}",
+    )
     ckpt = cfg.get("ckpt_path")
     if ckpt not in (None, "last", "best", "hpc"):
         _require(

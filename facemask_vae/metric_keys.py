@@ -1,7 +1,7 @@
 """The names of the metrics training logs: defined here once, read by callbacks, curves,
 checkpoint monitors (configs use the ``${metric:...}`` and ``${monitor:...}`` resolvers), eval and
 the scripts. A metric is ``<stage>/<name>``; what Lightning logs both per step and per epoch gets
-its ``_step`` / ``_epoch`` suffix from :func:`per_step` / :func:`per_epoch`.
+its ``_epoch`` suffix per epoch from :func:`per_epoch`.
 """
 
 from __future__ import annotations
@@ -36,11 +36,6 @@ def kl_level(level: int) -> str:
 def critic(name: str, what: str) -> str:
     """A critic's ``loss`` or ``acc`` (``name``: ``latent`` or ``image``)."""
     return f"critic_{name}_{what}"
-
-
-def per_step(metric: str) -> str:
-    """The tag Lightning gives a metric logged with on_step and on_epoch, for each step."""
-    return f"{metric}_step"
 
 
 def per_epoch(metric: str) -> str:

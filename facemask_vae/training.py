@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from facemask_vae import metric_keys as K
 from facemask_vae.checkpoints import AtomicCheckpointIO, CheckpointError, load_run
 from facemask_vae.config import validate_train_config
 from facemask_vae.lit import TrainingModule
@@ -55,11 +56,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     datamodule = instantiate(cfg.data)
-    model = build_module(cfg)
-    callbacks = build_callbacks(cfg, model)
+    module = build_module(cfg)
+    module.hparams["run_name"] = str(cfg.get("run_name") or cfg.model.name)  # for load_run
+    callbacks = build_callbacks(cfg, module)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     extra: dict[str, Any] = {}
-    if model.clips_own_gradients:  # Lightning cannot clip manual updates
+    if not module.automatic_optimization:  # Lightning cannot clip manual updates; the module does
         extra["gradient_clip_val"] = None
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
@@ -75,7 +77,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         lg.log_hyperparams(resolved)
 
     # weights_only: a checkpoint that carries pickled code is refused, never run
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     ckpt_cb = next(
@@ -84,7 +86,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
     if cfg.get("test"):
         ckpt = best if best else None
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         metrics |= {k: float(v) for k, v in (results[0] if results else {}).items()}
 
     if trainer.is_global_zero:
@@ -93,7 +95,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if tb is not None:
             log.info("tensorboard:     tensorboard --logdir %s", tb.log_dir)
         log.info("best checkpoint: %s", best or "(none saved)")
-    return {"metrics": metrics, "output_dir": str(out_dir), "best_checkpoint": best}
+    monitor = K.monitor(module.model.has_kl)[0]
+    return {
+        "metrics": metrics,
+        "monitor": monitor,  # what picks the best checkpoint (and what a sweeper optimises)
+        "output_dir": str(out_dir),
+        "best_checkpoint": best,
+    }
 
 
 def retest_checkpoint(path: str | Path) -> dict[str, float]:

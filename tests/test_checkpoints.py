@@ -43,7 +43,8 @@ class _NotAllowed:
         ("random_bytes", "not a readable PyTorch checkpoint"),
         ("no_state_dict", "no 'state_dict'"),
         ("unsafe_pickle", "not a readable PyTorch checkpoint"),
-        ("unrelated_model", "do not build a VAE"),
+        ("unrelated_model", "is not one of this project's models"),
+        ("bad_model_options", "do not build a VAE"),
         ("other_weights", "weights are not those of a VAE"),
         ("ae_weights_vae_config", "weights do not fit"),
     ],
@@ -57,10 +58,14 @@ def test_a_wrong_checkpoint_fails_clearly(runs, tmp_path, kind, message):
         ckpt = _fake_run(src, dst, obj={"weights": torch.zeros(3)})
     elif kind == "unsafe_pickle":
         ckpt = _fake_run(src, dst, obj={"state_dict": {}, "extra": _NotAllowed()})
-    elif kind == "unrelated_model":
+    elif kind == "unrelated_model":  # a module of another project, with its own spec
         lin = torch.nn.Linear(3, 2)
-        hp = {"in_features": 3, "out_features": 2}
+        hp = {"model": {"_target_": "torch.nn.Linear", "in_features": 3, "out_features": 2}}
         ckpt = _fake_run(src, dst, obj={"state_dict": lin.state_dict(), "hyper_parameters": hp})
+    elif kind == "bad_model_options":  # this project's model with options it cannot take
+        real = torch.load(find_checkpoint(src)[1], map_location="cpu", weights_only=True)
+        real["hyper_parameters"]["model"]["latent_dim"] = 0
+        ckpt = _fake_run(src, dst, obj=real)
     elif kind == "other_weights":
         real = torch.load(find_checkpoint(src)[1], map_location="cpu", weights_only=True)
         real["state_dict"] = torch.nn.Linear(3, 2).state_dict()

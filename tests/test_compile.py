@@ -1,7 +1,8 @@
 """module.compile and module.compile_mode: validated at construction, passed to torch.compile.
 
 Nothing here compiles for real (that takes minutes on a CPU, where compile is slower anyway):
-torch.compile is replaced by a recorder, so the tests pin what the training module asks torch for.
+nn.Module.compile (torch.compile in place, so the state dict keeps its keys) is replaced by a
+recorder, so the tests pin what the training module asks torch for.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ TINY = {"image_size": 16, "latent_dim": 4, "widths": [8, 8]}
 def compile_calls(monkeypatch):
     calls: list[tuple[torch.nn.Module, str | None]] = []
 
-    def fake_compile(module, *, mode=None, **kwargs):
+    def fake_compile(module, *, mode=None, **kwargs):  # nn.Module.compile: in place
         calls.append((module, mode))
-        return module
 
-    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(torch.nn.Module, "compile", fake_compile)
     return calls
 
 
@@ -73,3 +73,10 @@ def test_a_mode_without_compile_is_refused_not_ignored():
 
 def test_compile_mode_defaults_to_torchs_own():
     assert TrainingModule(VAE(**TINY), compile=True).hparams.compile_mode is None
+
+
+def test_compiling_in_place_keeps_the_checkpoint_keys():
+    module = TrainingModule(AE(**TINY), compile=True)
+    keys = set(module.state_dict())
+    module.configure_model()  # the real torch.compile, lazily: nothing is compiled until a call
+    assert set(module.state_dict()) == keys and not any("_orig_mod" in k for k in keys)

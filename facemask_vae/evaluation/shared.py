@@ -11,7 +11,6 @@ import torch
 from facemask_vae import metrics as M
 from facemask_vae.checkpoints import LoadedRun
 from facemask_vae.evaluation.context import Context, batches, shared
-from facemask_vae.models.inference import eval_mode
 
 ACTIVE_THRESHOLD = 0.01  # as metrics.active_units: Var_x E[z|x] > 0.01
 
@@ -124,8 +123,7 @@ def test_pass(ctx: Context, i: int) -> TestPass:
             levels = [_RunningVar() for _ in codes]
         for lv, c in zip(levels, codes, strict=True):
             lv.update(c)
-        with torch.no_grad(), eval_mode(model):
-            terms = model.loss_terms(x)
+        terms = model.evaluate_terms(x)
         acc.setdefault("nll", []).append(terms.recon.cpu())
         if model.has_kl:
             acc.setdefault("kls", []).append(terms.kl_per_level().cpu())  # B x levels

@@ -11,7 +11,7 @@ from facemask_vae.models import Autoencoder
 
 
 def _skip_mode(model: Autoencoder) -> str:
-    return getattr(model.decoder, "skip", "none")
+    return model.config.skip
 
 
 def swap_shares(

@@ -35,11 +35,10 @@ class AdversarialModule(TrainingModule):
 
     The critics' optimiser is Adam with the usual GAN betas at ``critic_lr``. Lightning cannot
     clip gradients under manual optimisation, so ``gradient_clip_val`` clips the model's here
-    (train.py passes the trainer's value and takes it off the Trainer). A critic right about
+    (``conf/module/adversarial.yaml`` passes the trainer's value; train.py takes it off the
+    Trainer, as it does for any module without automatic optimisation). A critic right about
     >= 99% of its inputs for ``critic_patience`` checks (one per 10 steps) is reported once.
     """
-
-    clips_own_gradients = True
 
     def __init__(
         self,
@@ -64,8 +63,11 @@ class AdversarialModule(TrainingModule):
                 "module=adversarial needs module.latent_weight > 0 (a latent critic, as "
                 "model=aae sets) or module.image_weight > 0 (an image critic, as model=vae_gan)"
             )
-        if scheduler and "monitor" in scheduler:
-            raise ValueError("a scheduler that monitors a metric (plateau) is not supported here")
+        if scheduler and ("monitor" in scheduler or scheduler.get("interval") != "step"):
+            raise ValueError(
+                "module=adversarial steps its scheduler every batch: use one with interval: step "
+                "(scheduler=cosine), not one that monitors a metric (plateau)"
+            )
         super().__init__(model, optimizer, scheduler, channels_last, compile, compile_mode)
         self.automatic_optimization = False
         self.critics = nn.ModuleDict()  # checkpoint keys critics.*
@@ -108,7 +110,7 @@ class AdversarialModule(TrainingModule):
             sched.step()
         opt_c.zero_grad(set_to_none=True)  # also drops what the fooling terms left on critics
         if fakes:
-            self._critic_update(fakes, opt_c, total)
+            self._critic_update(fakes, opt_c)
         return self.step_outputs(total.detach(), obj)
 
     def _fooling_terms(
@@ -138,9 +140,8 @@ class AdversarialModule(TrainingModule):
         self,
         fakes: dict[str, tuple[torch.Tensor, torch.Tensor]],
         opt_c: Any,
-        like: torch.Tensor,
     ) -> None:
-        c_total = like.new_zeros(())
+        c_total = torch.zeros((), device=self.device)
         for name, (real, fake) in fakes.items():
             real_logits, fake_logits = self.critics[name](real), self.critics[name](fake)
             c_loss = critic_loss(real_logits, fake_logits)

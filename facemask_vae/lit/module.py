@@ -57,9 +57,6 @@ class TrainingModule(pl.LightningModule):
     that check them before the optimiser steps (:class:`~facemask_vae.callbacks.NonFiniteGuard`).
     """
 
-    #: whether the module clips its gradients itself (then the Trainer must not be asked to)
-    clips_own_gradients = False
-
     def __init__(
         self,
         model: Autoencoder,
@@ -166,8 +163,9 @@ class TrainingModule(pl.LightningModule):
     def configure_model(self) -> None:
         if self.hparams.compile:
             mode = self.hparams.compile_mode
-            self.model.encoder = torch.compile(self.model.encoder, mode=mode)
-            self.model.decoder = torch.compile(self.model.decoder, mode=mode)
+            # in place: the state dict keeps its keys (a wrapper would add ``_orig_mod.``)
+            self.model.encoder.compile(mode=mode)
+            self.model.decoder.compile(mode=mode)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # CUDA-graph modes: a new step begins, so the graphs' outputs of the last one may be

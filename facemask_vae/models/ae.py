@@ -16,10 +16,9 @@ class AE(Autoencoder):
     has_kl = False
 
     def __init__(self, config: ModelConfig | None = None, **options: Any) -> None:
-        config = config or ModelConfig.from_options(options)
-        if config.skip != "none" or config.free_bits != 0.0:
+        super().__init__(config, **options)
+        if self.config.skip != "none" or self.config.free_bits != 0.0:
             raise ValueError("model.skip and model.free_bits are VAE options: the AE has neither")
-        super().__init__(config)
 
     def encode_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [self.to_latent(self.encoder(x)[-1].flatten(1)).float()]

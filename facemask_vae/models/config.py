@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from omegaconf import MISSING
+
 from facemask_vae.losses import LIKELIHOODS
 from facemask_vae.models.layers import BLOCKS, NORMS
 
@@ -110,7 +112,8 @@ class ModelConfig:
     def from_options(cls, options: dict[str, Any]) -> ModelConfig:
         """A config from ``model.*`` options, ignoring the keys Hydra adds (``_target_``, ``name``)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(k for k in options if k not in names and k not in NODE_KEYS)
+        node_keys = {f.name for f in dataclasses.fields(ModelNode)} - names
+        unknown = sorted(k for k in options if k not in names and k not in node_keys)
         if unknown:
             raise ValueError(f"unknown model options {unknown}; the options are {sorted(names)}")
         return cls(**{k: v for k, v in options.items() if k in names})
@@ -120,17 +123,13 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
-#: the keys of a ``model`` config node that are not model options
-NODE_KEYS = ("_target_", "name")
-
-
 @dataclass
 class ModelNode(ModelConfig):
     """The schema of the ``model`` config group: a :class:`ModelConfig` with the class to build
     and the name runs are known by."""
 
-    _target_: str = "facemask_vae.models.VAE"
-    name: str = "vae"
+    _target_: str = MISSING  # conf/model/<name>.yaml says which class
+    name: str = MISSING
 
 
 def _require(ok: bool, message: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -60,6 +61,12 @@ class InferenceAPI:
         then one tensor per skip level (B x C x H x W)."""
         with self._inference():
             return self.encode_all(x)
+
+    def evaluate_terms(self, x: torch.Tensor) -> Any:
+        """The per-image loss terms of images ``x`` (:class:`~.autoencoder.LossTerms`), in eval
+        mode without gradients: one posterior draw per image from the global generator."""
+        with self._inference():
+            return self.loss_terms(x)
 
     def decode(self, z: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Images in [0, 1] from top latents; skip levels at their prior means unless given."""
