@@ -1,53 +1,29 @@
-"""Writing checkpoints atomically, and finding and safely loading trained runs.
+"""Finding and safely loading trained runs: the model, its config and its own sampler.
 
-A run directory (from ``train.py``) holds ``config.yaml`` (the resolved config, whose
-``model._target_`` names the class) and ``checkpoints/`` (the best ``epochNNN.ckpt`` and
-``last.ckpt``). Checkpoints are read with ``torch.load(weights_only=True)``: no code in a
+A run directory (from ``train.py``) holds ``config.yaml`` (the resolved config), ``checkpoints/``
+(the best ``epochNNN.ckpt`` and ``last.ckpt``) and ``sampler.pt`` (the run's sampler,
+:mod:`facemask_vae.run_sampler`). Checkpoints are read with ``torch.load(weights_only=True)``: no code in a
 checkpoint runs, and anything that is not what we expect raises :class:`CheckpointError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from facemask_vae.lit.module import prefixed_state_dict
+from facemask_vae.lit.module import model_state
 from facemask_vae.models import Autoencoder, ModelConfig
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Local checkpoints are written to a temporary file beside the target, then renamed.
-
-    A rename within one directory is atomic, so a run killed mid-save leaves the previous
-    ``last.ckpt`` intact (Lightning's default stages the file in the system temp dir and moves it,
-    which is a copy, not a rename, when that is another file system). Remote paths go to Lightning.
-    """
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
-    ) -> None:
-        if "://" in str(path):
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+from facemask_vae.run_sampler import FILE as SAMPLER_FILE
+from facemask_vae.run_sampler import RunSampler, fit_run_sampler, load_run_sampler
+from facemask_vae.sampling import LatentSampler, PriorSampler
 
 
 class CheckpointError(Exception):
@@ -64,6 +40,77 @@ class LoadedRun:
     config: DictConfig | None
     model: Autoencoder
     epoch: int | None = None
+    _fitted: RunSampler | None = field(default=None, repr=False)
+
+    @property
+    def sampler_path(self) -> Path | None:
+        """Where the run's own sampler is saved (None for a checkpoint outside a run dir)."""
+        return None if self.run_dir is None else self.run_dir / SAMPLER_FILE
+
+    @property
+    def run_sampler(self) -> RunSampler | None:
+        """The run's own sampler with its temperature, loaded (and checked against the model)
+        on first use; None when the run has none saved."""
+        path = self.sampler_path
+        if self._fitted is None and path is not None and path.is_file():
+            self._fitted = load_run_sampler(path, self.model)
+        return self._fitted
+
+    @property
+    def sampler(self) -> LatentSampler | None:
+        """The run's own sampler (the study's best for its model), None when none is saved."""
+        fitted = self.run_sampler
+        return None if fitted is None else fitted.sampler
+
+    def fit_sampler(self, name: str | None = None, temperature: float | None = None) -> RunSampler:
+        """Fit the run's sampler to its training data (from its config) and save it in the run
+        directory; what a run trained before runs carried samplers needs once."""
+        if self.config is None or self.config.get("data") is None:
+            raise CheckpointError(
+                f"{self.checkpoint}: fitting a sampler needs the run's config.yaml (its data); "
+                "pass the run directory made by train.py"
+            )
+        from hydra.utils import instantiate
+
+        dm = instantiate(self.config.data)
+        self._fitted = fit_run_sampler(
+            self.model, dm.dataset("train").images, dm.to_float, name, temperature
+        )
+        if self.sampler_path is not None:
+            self._fitted.save(self.sampler_path)
+        return self._fitted
+
+    def sample(
+        self,
+        n: int,
+        temperature: float | None = None,
+        seed: int | None = None,
+        sampler: str | LatentSampler | None = None,
+    ) -> torch.Tensor:
+        """n images (n x 3 x S x S in [0, 1]) from the run's own sampler at its temperature, or
+        from ``sampler="prior"`` (N(0, I)) or another sampler object. A run saved without a
+        sampler fits one on first use, and says so."""
+        if sampler == "prior":
+            draw_from, t = PriorSampler(self.model.latent_dim), 1.0
+        elif isinstance(sampler, LatentSampler):
+            draw_from, t = sampler, 1.0
+        elif sampler is None:
+            fitted = self.run_sampler
+            if fitted is None:
+                warnings.warn(
+                    f"{self.name}: no {SAMPLER_FILE} in its run directory (trained before runs "
+                    "carried their sampler): fitting one now, once",
+                    stacklevel=2,
+                )
+                fitted = self.fit_sampler()
+            draw_from, t = fitted.sampler, fitted.temperature
+        else:
+            raise ValueError(
+                f"sampler is None (the run's own), 'prior' or a sampler, got {sampler!r}"
+            )
+        g = None if seed is None else torch.Generator(self.model.device).manual_seed(int(seed))
+        temperature = t if temperature is None else float(temperature)
+        return self.model.sample(n, generator=g, temperature=temperature, sampler=draw_from)
 
 
 _EPOCH = re.compile(r"epoch(\d+)")
@@ -176,12 +223,6 @@ def _model_class(target: str, ckpt_path: Path) -> type:
     return cls
 
 
-def model_state(state_dict: dict[str, Any]) -> dict[str, Any]:
-    """The model's weights from a training module's state dict (old or new layout)."""
-    state = prefixed_state_dict(state_dict)
-    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-
-
 def load_model(ckpt_path: str | Path, config: DictConfig | None = None) -> tuple[Autoencoder, dict]:
     """Build the model a checkpoint describes, with its weights, in eval mode on the CPU."""
     ckpt_path = Path(ckpt_path)
@@ -253,26 +294,3 @@ def load_run(path: str | Path) -> LoadedRun:
         model=model,
         epoch=int(epoch) if isinstance(epoch, int) else None,
     )
-
-
-def unique_names(names: list[str], run_dirs: list[Path | None] | None = None) -> list[str]:
-    """Unique column names for runs.
-
-    Runs sharing a name (same model and schedule, e.g. ``experiment=resnet_blocks`` beside the
-    default U-Net VAE) take their run directories' names when those tell them apart; any repeat
-    left gets ``#2``, ``#3``... appended.
-    """
-    names = list(names)
-    if run_dirs is not None:
-        for n in set(names):
-            idx = [i for i, m in enumerate(names) if m == n]
-            dirs = [run_dirs[i] for i in idx]
-            if len(idx) > 1 and all(dirs) and len({d.name for d in dirs}) == len(dirs):
-                for i in idx:
-                    names[i] = run_dirs[i].name
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
-    return out

@@ -13,9 +13,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from facemask_vae import metric_keys as K
-from facemask_vae.checkpoints import AtomicCheckpointIO, CheckpointError, load_run
+from facemask_vae.checkpoints import CheckpointError, load_run
 from facemask_vae.config import validate_train_config
 from facemask_vae.lit import TrainingModule
+from facemask_vae.lit.checkpoint_io import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,14 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     out = {}
     for model in ("vae_unet", "ae"):
         cfg = compose_config(
-            [*TINY_RUN, f"model={model}", "anneal=linear", "trainer.max_epochs=2", "test=false"],
+            [
+                *TINY_RUN,
+                f"model={model}",
+                "anneal=linear",
+                "trainer.max_epochs=2",
+                "test=false",
+                "callbacks.run_sampler.two_stage={latent_dim: 8, hidden: 32, epochs: 5}",
+            ],
             base / model,
         )
         train(cfg)

@@ -33,6 +33,7 @@ TINY = [
     "trainer.log_every_n_steps=1",
     "callbacks.image_logger.n_samples=4",
     "callbacks.image_logger.n_images=4",
+    "callbacks.run_sampler.two_stage={latent_dim: 8, hidden: 32, epochs: 5}",
 ]
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from helpers import run_script
 
-from facemask_vae.checkpoints import CheckpointError, find_checkpoint, load_run, unique_names
+from facemask_vae.checkpoints import CheckpointError, find_checkpoint, load_run
+from facemask_vae.evaluation.context import unique_names
 
 
 def test_a_run_directory_resolves_to_its_best_checkpoint(runs):

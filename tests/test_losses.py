@@ -221,3 +221,5 @@ def test_reparameterised_draws_have_the_posterior_mean_and_spread_and_carry_grad
     hot = reparameterize(mu.detach(), logvar.detach(), 0.5, torch.Generator().manual_seed(1))
     cold = reparameterize(mu.detach(), logvar.detach(), 1.0, torch.Generator().manual_seed(1))
     assert torch.allclose(hot - mu.detach(), 0.5 * (cold - mu.detach()))
+    double = reparameterize(mu.detach(), logvar.detach(), 2.0, torch.Generator().manual_seed(1))
+    assert torch.allclose(double - mu.detach(), 2.0 * (cold - mu.detach()))

@@ -281,3 +281,12 @@ def test_precision_recall_separate_fidelity_from_coverage():
     assert 0.5 < p < 1.0 and 0.5 < r < 1.0
     with pytest.raises(ValueError, match="N > k=3"):
         M.precision_recall(real[:3], real)
+
+
+def test_precision_recall_balls_reach_exactly_the_kth_nearest_real_neighbour():
+    # real points on a line: the k-th nearest other point is 1, 1, 2, 3, 4 away (k = 1) and
+    # 3, 2, 3, 4, 7 away (k = 2); the fakes at 14.5-14.7 are 4.5 from the last real point
+    real = torch.tensor([[0.0], [1.0], [3.0], [6.0], [10.0]])
+    fake = torch.tensor([[14.5], [14.6], [14.7]])
+    assert M.precision_recall(fake, real, k=1) == (0.0, 0.0)  # 4.5 > 4: outside every ball
+    assert M.precision_recall(fake, real, k=2) == (1.0, 0.0)  # 4.5 <= 7: inside the last one

@@ -12,7 +12,7 @@ import torch
 from helpers import ROOT, TINY, compose_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from facemask_vae.checkpoints import AtomicCheckpointIO
+from facemask_vae.lit.checkpoint_io import AtomicCheckpointIO
 from facemask_vae.training import train
 
 STEPS_PER_EPOCH = 192 // 32  # TINY: 192 training images, batch 32

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from facemask_vae.checkpoints import LoadedRun, load_run, unique_names
+from facemask_vae.checkpoints import LoadedRun, load_run
 from facemask_vae.classifier import MaskCNN, fingerprint, get_mask_cnn
 from facemask_vae.config import ConfigError
 
@@ -229,3 +229,26 @@ def load_everything(cfg: DictConfig, out_dir: Path) -> Context:
     )
     ctx.cnn_test_feats, ctx.cnn_test_probs = ctx.cnn_predict(test.images)
     return ctx
+
+
+def unique_names(names: list[str], run_dirs: list[Path | None] | None = None) -> list[str]:
+    """Unique column names for runs.
+
+    Runs sharing a name (same model and schedule, e.g. ``experiment=resnet_blocks`` beside the
+    default U-Net VAE) take their run directories' names when those tell them apart; any repeat
+    left gets ``#2``, ``#3``... appended.
+    """
+    names = list(names)
+    if run_dirs is not None:
+        for n in set(names):
+            idx = [i for i, m in enumerate(names) if m == n]
+            dirs = [run_dirs[i] for i in idx]
+            if len(idx) > 1 and all(dirs) and len({d.name for d in dirs}) == len(dirs):
+                for i in idx:
+                    names[i] = run_dirs[i].name
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
+    return out

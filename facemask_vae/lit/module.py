@@ -211,3 +211,9 @@ def prefixed_state_dict(state: dict[str, Any]) -> dict[str, Any]:
     """A training module's state dict with the model's keys under ``model.`` (old checkpoints
     had them at the top; the adversarial critics stay ``critics.*``)."""
     return {(f"model.{k}" if k.startswith(_MODEL_PARTS) else k): v for k, v in state.items()}
+
+
+def model_state(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The model's weights from a training module's state dict (old or new layout)."""
+    state = prefixed_state_dict(state_dict)
+    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
