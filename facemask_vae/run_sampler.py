@@ -240,7 +240,11 @@ class FitRunSampler(pl.Callback):
             ("samples_run_sampler", fitted.sampler, fitted.temperature),
         ):
             g = torch.Generator(device=model.device).manual_seed(self.seed)
-            x = model.sample(self.n_samples, generator=g, temperature=t, sampler=sampler)
+            # rank 0 alone cannot run SyncBatchNorm in train mode (it waits for the other ranks)
+            sync_bn = any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+            x = model.sample(
+                self.n_samples, generator=g, temperature=t, sampler=sampler, sampling_bn=not sync_bn
+            )
             grids[name] = make_grid(x, nrow=int(self.n_samples**0.5 + 0.5), padding=1)
         out = Path(trainer.default_root_dir) / "images"
         out.mkdir(parents=True, exist_ok=True)
