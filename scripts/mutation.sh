@@ -4,7 +4,7 @@
 # choice of tests).
 #
 # Scope and tests come from [tool.mutmut] in pyproject.toml: gaussian.py (the KL and free-bits
-# maths), losses.py, annealing.py, metrics.py, data/augment.py, models/networks.py and
+# maths), losses.py, annealing.py, metrics/, data/augment.py, models/networks.py and
 # models/vae.py are mutated (~2000 mutants; mutmut skips decorated functions, so
 # models.vae.importance_log_weights, once iwae.py, uses a no_grad block), and each mutant runs
 # only the selected fast unit tests that call the mutated function, fastest first, stopping at
