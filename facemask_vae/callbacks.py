@@ -85,19 +85,29 @@ class ImageLogger(pl.Callback):
         dm = trainer.datamodule
         images = dm.dataset("val").images[: self.n_images].to(pl_module.device)
         x = dm.to_float(images)
-        # rank 0 alone cannot run SyncBatchNorm in train mode (it waits for the other ranks)
-        sync_bn = any(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules())
-        bn_batches = 0 if sync_bn else self.sampling_bn_batches
+        bn_batches = 0 if has_sync_bn(pl_module) else self.sampling_bn_batches
         grids = image_grids(
             pl_module.model, x, self.n_samples, self.interp_steps, self.seed, bn_batches
         )
-        out_dir = Path(trainer.default_root_dir) / "images"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, grid in grids.items():
-            save_image(grid, out_dir / f"{name}_epoch{trainer.current_epoch:03d}.png")
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_image(f"images/{name}", grid, trainer.global_step)
+        save_and_log_grids(trainer, grids, f"_epoch{trainer.current_epoch:03d}")
+
+
+def has_sync_bn(module: torch.nn.Module) -> bool:
+    """Whether ``module`` has SyncBatchNorm layers: rank 0 alone cannot run them in train mode
+    (they wait for the other ranks), so sampling BN statistics are not re-estimated then."""
+    return any(isinstance(m, torch.nn.SyncBatchNorm) for m in module.modules())
+
+
+def save_and_log_grids(trainer: pl.Trainer, grids: dict[str, torch.Tensor], suffix: str) -> None:
+    """Each 3 x H x W grid as ``<run dir>/images/<name><suffix>.png`` and as the TensorBoard
+    image ``images/<name>`` at the current step."""
+    out_dir = Path(trainer.default_root_dir) / "images"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, grid in grids.items():
+        save_image(grid, out_dir / f"{name}{suffix}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(f"images/{name}", grid, trainer.global_step)
 
 
 class NonFiniteLossError(RuntimeError):

@@ -23,8 +23,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
+from facemask_vae.callbacks import has_sync_bn, save_and_log_grids
 from facemask_vae.lit.module import model_state
 from facemask_vae.models import Autoencoder
 from facemask_vae.sampling import LatentSampler, make_sampler, parse_name, sampler_from_state
@@ -240,19 +241,17 @@ class FitRunSampler(pl.Callback):
             ("samples_run_sampler", fitted.sampler, fitted.temperature),
         ):
             g = torch.Generator(device=model.device).manual_seed(self.seed)
-            # rank 0 alone cannot run SyncBatchNorm in train mode (it waits for the other ranks)
-            sync_bn = any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
             x = model.sample(
-                self.n_samples, generator=g, temperature=t, sampler=sampler, sampling_bn=not sync_bn
+                self.n_samples,
+                generator=g,
+                temperature=t,
+                sampler=sampler,
+                sampling_bn=not has_sync_bn(model),
             )
             grids[name] = make_grid(x, nrow=int(self.n_samples**0.5 + 0.5), padding=1)
-        out = Path(trainer.default_root_dir) / "images"
-        out.mkdir(parents=True, exist_ok=True)
-        for name, grid in grids.items():
-            save_image(grid, out / f"{name}.png")
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_image(f"images/{name}", grid, trainer.global_step)
-                    logger.experiment.add_scalar(
-                        "run_sampler/fit_seconds", fitted.fit_seconds, trainer.global_step
-                    )
+        save_and_log_grids(trainer, grids, "")
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_scalar(
+                    "run_sampler/fit_seconds", fitted.fit_seconds, trainer.global_step
+                )
