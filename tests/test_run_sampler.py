@@ -92,3 +92,23 @@ def test_a_run_directory_without_a_checkpoint_fails_clearly(runs, tmp_path):
     shutil.rmtree(dst / "checkpoints")
     with pytest.raises(CheckpointError, match="no checkpoints/"):
         load_run(dst)
+
+
+def test_eval_draws_from_the_runs_saved_sampler_as_saved(runs):
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from facemask_vae.evaluation import samples
+    from facemask_vae.evaluation.sample_settings import Setting, model_settings, settings
+
+    run = load_run(runs["vae_unet"])
+    cfg = OmegaConf.create({"gmm_components": 2, "seed": 0, "two_stage": None})
+    ctx = SimpleNamespace(cfg=cfg, runs=[run], names=["vae_unet"])
+    assert samples.fitted_samplers(ctx, 0, ["run"])["run"] is run.sampler  # not refitted
+    grid = [Setting("run", 1.0, True, 0.5)]
+    assert model_settings(grid, has_skips=True) == [Setting("run", 1.0, True, None)]
+    cfg = OmegaConf.create(
+        {"samplers": ["prior", "run"], "temperatures": [1.0], "sampling_bn": [True]}
+    )
+    assert [s.sampler for s in settings(cfg)[0]] == ["prior", "run"]

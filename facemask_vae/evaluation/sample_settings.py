@@ -15,6 +15,16 @@ from facemask_vae.fid import PRECISIONS
 from facemask_vae.sampling import SAMPLERS, parse_name
 from facemask_vae.sampling.two_stage import DEFAULTS as TWO_STAGE_DEFAULTS
 
+#: ``run``: the run's own saved sampler (``sampler.pt``, fitted after training), used as saved
+RUN = "run"
+EVAL_SAMPLERS = (*SAMPLERS, RUN)
+
+
+def covers_all_levels(name: str, has_skips: bool) -> bool:
+    """Whether the named sampler draws every latent level (the run's own is taken to, for U-Net
+    VAEs: its default there is ``two_stage_all``; its skip temperatures are then unused)."""
+    return has_skips if name == RUN else parse_name(name)[1]
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -38,11 +48,11 @@ def settings(cfg: Any) -> tuple[list[Setting], Setting]:
     bns = cfg.sampling_bn if not isinstance(cfg.sampling_bn, bool) else [cfg.sampling_bn]
     bns = [bool(b) for b in bns]
     skip_temps = [None if t is None else float(t) for t in cfg.get("skip_temperatures", [None])]
-    bad = [s for s in samplers if s not in SAMPLERS]
+    bad = [s for s in samplers if s not in EVAL_SAMPLERS]
     bad_skips = not skip_temps or any(t is not None and t < 0 for t in skip_temps)
     if bad or not samplers or not temps or not bns or min(temps) < 0 or bad_skips:
         raise ConfigError(
-            f"samplers must be a non-empty subset of {list(SAMPLERS)} (got {samplers}), "
+            f"samplers must be a non-empty subset of {list(EVAL_SAMPLERS)} (got {samplers}), "
             f"temperatures a non-empty list of numbers >= 0 (got {temps}), skip_temperatures "
             f"a non-empty list of numbers >= 0 or null (got {skip_temps}) and sampling_bn a "
             f"bool or a list of them (got {bns}); e.g. samplers=[prior,gmm] "
@@ -61,7 +71,7 @@ def model_settings(grid: list[Setting], has_skips: bool) -> list[Setting]:
     exist for models with skip levels (with no skip temperature)."""
     out: list[Setting] = []
     for s in grid:
-        all_levels = parse_name(s.sampler)[1]
+        all_levels = covers_all_levels(s.sampler, has_skips)
         if all_levels and has_skips:
             s = dataclasses.replace(s, skip_temperature=None)
         elif all_levels or (s.skip_temperature is not None and not has_skips):
@@ -126,7 +136,7 @@ def check_config(cfg: Any) -> None:
 def two_stage_note(cfg: Any) -> str:
     """The two-stage samplers' options for a figure caption, with the fit's defaults filled in;
     empty when no two-stage sampler ran."""
-    if not any(parse_name(s)[0] == "two_stage" for s in cfg.samplers):
+    if not any(s != RUN and parse_name(s)[0] == "two_stage" for s in cfg.samplers):
         return ""
     opts = {**TWO_STAGE_DEFAULTS, **dict(cfg.get("two_stage") or {})}
     return (

@@ -17,6 +17,7 @@ from facemask_vae.evaluation.context import REFERENCE, Context, batches
 from facemask_vae.evaluation.sample_fid import SampleFid
 from facemask_vae.evaluation.sample_settings import (
     BEST_BY,
+    RUN,
     Setting,
     best_by,
     fid_settings,
@@ -46,6 +47,13 @@ def fitted_samplers(ctx: Context, i: int, kinds: list[str]) -> dict[str, LatentS
     two_stage = dict(ctx.cfg.get("two_stage") or {})
     out = {}
     for s in kinds:
+        if s == RUN:  # the run's own, as saved (fitted and saved first if the run has none)
+            run = ctx.runs[i]
+            if run.sampler is None:
+                print(f"[eval] {ctx.names[i]}: no saved sampler: fitting one", flush=True)
+                run.fit_sampler()
+            out[s] = run.sampler
+            continue
         kind, all_levels = parse_name(s)
         if all_levels:
             z = sampler_codes_all(ctx, i)
