@@ -37,6 +37,8 @@ def test_best_by_fid_without_the_inception_network_is_refused_before_loading(tmp
         ("best_by=kid", "best_by must be one of"),
         ("fid_precision=fp16", "fid_precision must be one of"),
         ("best_by=fid fid=false", "best_by=fid measures FID on every setting: it needs fid=true"),
+        ("sections=[samples,nope]", "sections must be 'all' or a non-empty list"),
+        ("sections=[]", "sections must be 'all' or a non-empty list"),
     ],
 )
 def test_bad_eval_settings_are_refused_before_any_run_is_loaded(tmp_path, override, message):

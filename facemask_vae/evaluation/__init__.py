@@ -32,7 +32,9 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from tqdm.auto import tqdm
 
+from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, load_everything, timed
 from facemask_vae.evaluation.interpolation import section_interpolation
 from facemask_vae.evaluation.latents import section_latent_space
@@ -63,6 +65,7 @@ __all__ = [
     "section_shifts",
     "section_skips",
     "section_training",
+    "selected_sections",
     "swap_shares",
 ]
 
@@ -80,13 +83,32 @@ SECTIONS: list[tuple[str, str, Callable[[Context], None]]] = [
 ]
 
 
+def selected_sections(cfg: Any) -> list[tuple[str, str, Callable[[Context], None]]]:
+    """The configured ``sections`` (``all``, or a list of keys of :data:`SECTIONS`), in report
+    order; the models table always comes first."""
+    want = cfg.get("sections", "all")
+    keys = [k for k, _, _ in SECTIONS]
+    if want == "all" or want is None:
+        return list(SECTIONS)
+    names = [str(want)] if isinstance(want, str) else [str(w) for w in want]
+    bad = [n for n in names if n not in keys]
+    if bad or not names:
+        raise ConfigError(
+            f"sections must be 'all' or a non-empty list of {keys}, got {names}; "
+            "e.g. sections=[samples] or sections=[reconstruction,samples]"
+        )
+    return [sec for sec in SECTIONS if sec[0] == "models" or sec[0] in names]
+
+
 def evaluate(
     cfg: DictConfig, output_dir: str | Path | None = None, command: str = ""
 ) -> dict[str, Any]:
-    """Run every section for the configured runs; write report.md, metrics.json and figures.
+    """Run the configured sections for the configured runs; write report.md, metrics.json and
+    figures.
 
     Returns {"report", "metrics", "output_dir", "values"} (paths as strings, values per column).
     """
+    sections = selected_sections(cfg)
     out_dir = Path(output_dir or cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_sample_config(cfg)
@@ -97,15 +119,18 @@ def evaluate(
     t0 = time.perf_counter()
     ctx = load_everything(cfg, out_dir)
     ctx.timings["setup (runs, data, CNN)"] = round(time.perf_counter() - t0, 2)
-    print(f"[eval] setup: {time.perf_counter() - t0:.1f} s", flush=True)
-    for key, _title, fn in SECTIONS:
+    tqdm.write(f"[eval] setup: {time.perf_counter() - t0:.1f} s")
+    bar = tqdm(sections, desc="eval", unit="section", disable=None)
+    for key, _title, fn in bar:
+        bar.set_postfix_str(key)
         if key == "models":
             fn(ctx)
             continue
         with timed(ctx, key):
             fn(ctx)
+    bar.close()
     ctx.timings["total"] = round(time.perf_counter() - t_all, 2)
-    report = write_report(ctx, command, [(key, title) for key, title, _ in SECTIONS])
+    report = write_report(ctx, command, [(key, title) for key, title, _ in sections])
     metrics = write_metrics(ctx, command)
     return {
         "report": str(report),

@@ -138,7 +138,7 @@ def timed(ctx: Context, section: str) -> Iterator[None]:
     yield
     dt = time.perf_counter() - t0
     ctx.timings[section] = round(dt, 2)
-    print(f"[eval] {section}: {dt:.1f} s", flush=True)
+    tqdm.write(f"[eval] {section}: {dt:.1f} s")
 
 
 def batches(n: int, bs: int, desc: str | None = None) -> Iterator[slice]:
@@ -204,10 +204,9 @@ def load_everything(cfg: DictConfig, out_dir: Path) -> Context:
         seed=int(cfg.seed),
         device=device,
     )
-    print(
+    tqdm.write(
         f"[eval] domain CNN: {'cached' if cnn.cached else 'trained'} in {cnn.seconds:.1f} s "
-        f"({cnn.path})",
-        flush=True,
+        f"({cnn.path})"
     )
     ctx = Context(
         cfg=cfg,

@@ -20,10 +20,13 @@ RUN = "run"
 EVAL_SAMPLERS = (*SAMPLERS, RUN)
 
 
-def covers_all_levels(name: str, has_skips: bool) -> bool:
-    """Whether the named sampler draws every latent level (the run's own is taken to, for U-Net
-    VAEs: its default there is ``two_stage_all``; its skip temperatures are then unused)."""
-    return has_skips if name == RUN else parse_name(name)[1]
+def covers_all_levels(name: str, has_skips: bool, run_all_levels: bool | None = None) -> bool:
+    """Whether the named sampler draws every latent level. The run's own says so itself
+    (``run_all_levels``); unknown, it is taken to for U-Net VAEs, whose default is
+    ``two_stage_all``. Skip temperatures are unused for such samplers."""
+    if name == RUN:
+        return has_skips if run_all_levels is None else run_all_levels
+    return parse_name(name)[1]
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,15 @@ def settings(cfg: Any) -> tuple[list[Setting], Setting]:
     return [headline, *(s for s in grid if s != headline)], headline
 
 
-def model_settings(grid: list[Setting], has_skips: bool) -> list[Setting]:
+def model_settings(
+    grid: list[Setting], has_skips: bool, run_all_levels: bool | None = None
+) -> list[Setting]:
     """The settings a model draws, in order: a skip temperature only changes models whose skip
     levels come from their priors, and the ``*_all`` samplers, which draw every level, only
     exist for models with skip levels (with no skip temperature)."""
     out: list[Setting] = []
     for s in grid:
-        all_levels = covers_all_levels(s.sampler, has_skips)
+        all_levels = covers_all_levels(s.sampler, has_skips, run_all_levels)
         if all_levels and has_skips:
             s = dataclasses.replace(s, skip_temperature=None)
         elif all_levels or (s.skip_temperature is not None and not has_skips):
@@ -86,14 +91,20 @@ BEST_BY = {"fd_cnn": "domain FD", "fid": "FID"}
 
 
 def best_by(cfg: Any) -> str:
-    return str(cfg.get("best_by", "fd_cnn"))
+    """The metric a model's best setting minimises; ``auto``: FID when FID runs, else domain FD."""
+    by = str(cfg.get("best_by", "auto"))
+    if by != "auto":
+        return by
+    from facemask_vae.fid import inception_weights
+
+    return "fid" if cfg.fid and inception_weights() is not None else "fd_cnn"
 
 
 def check_config(cfg: Any) -> None:
     """Refuse bad sample settings before anything is loaded, with the fix."""
     settings(cfg)
     if best_by(cfg) not in BEST_BY:
-        raise ConfigError(f"best_by must be one of {list(BEST_BY)}, got {cfg.best_by}")
+        raise ConfigError(f"best_by must be one of {['auto', *BEST_BY]}, got {cfg.best_by}")
     if best_by(cfg) == "fid":
         from facemask_vae.fid import inception_weights
 

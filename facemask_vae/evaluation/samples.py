@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from facemask_vae import metrics as M
 from facemask_vae import report as R
@@ -26,6 +27,7 @@ from facemask_vae.evaluation.sample_settings import (
     two_stage_note,
 )
 from facemask_vae.evaluation.shared import sampler_codes_all, sampler_latents
+from facemask_vae.run_sampler import RunSampler
 from facemask_vae.sampling import LatentSampler, make_sampler, parse_name
 
 
@@ -47,12 +49,8 @@ def fitted_samplers(ctx: Context, i: int, kinds: list[str]) -> dict[str, LatentS
     two_stage = dict(ctx.cfg.get("two_stage") or {})
     out = {}
     for s in kinds:
-        if s == RUN:  # the run's own, as saved (fitted and saved first if the run has none)
-            run = ctx.runs[i]
-            if run.sampler is None:
-                print(f"[eval] {ctx.names[i]}: no saved sampler: fitting one", flush=True)
-                run.fit_sampler()
-            out[s] = run.sampler
+        if s == RUN:
+            out[s] = run_sampler(ctx, i).sampler
             continue
         kind, all_levels = parse_name(s)
         if all_levels:
@@ -62,6 +60,16 @@ def fitted_samplers(ctx: Context, i: int, kinds: list[str]) -> dict[str, LatentS
         dim = ctx.runs[i].model.latent_dim if z is None else z.shape[1]
         out[s] = make_sampler(s, dim, z, k, seed, two_stage)
     return out
+
+
+def run_sampler(ctx: Context, i: int) -> RunSampler:
+    """Run ``i``'s own sampler as saved (fitted and saved first, once, if the run has none)."""
+    run = ctx.runs[i]
+    if run.run_sampler is None:
+        tqdm.write(f"[eval] {ctx.names[i]}: no saved sampler: fitting one")
+        run.fit_sampler()
+    assert run.run_sampler is not None
+    return run.run_sampler
 
 
 def _draw(ctx: Context, i: int, sampler: LatentSampler, s: Setting) -> torch.Tensor:
@@ -79,12 +87,14 @@ def _draw(ctx: Context, i: int, sampler: LatentSampler, s: Setting) -> torch.Ten
 
 def _draw_all(ctx: Context, i: int, sampler: LatentSampler, s: Setting) -> torch.Tensor:
     model, g, n = ctx.runs[i].model, ctx.rng("samples", ctx.device), int(ctx.cfg.n_samples)
+    # the run's own sampler draws at its saved temperature, scaled by the setting's
+    t = s.temperature * (run_sampler(ctx, i).temperature if s.sampler == RUN else 1.0)
     return torch.cat(
         [
             model.sample(
                 b.stop - b.start,
                 generator=g,
-                temperature=s.temperature,
+                temperature=t,
                 sampler=sampler,
                 sampling_bn=s.sampling_bn,
                 skip_temperature=s.skip_temperature,
@@ -134,7 +144,17 @@ def section_samples(ctx: Context) -> None:
     ctx.heading(f"Random samples ({int(cfg.n_samples)} per model; headline: {headline})")
     rows, heads, bests = [], [], []
     for i, name in enumerate(ctx.names):
-        model_grid = model_settings(grid, len(ctx.runs[i].model.latent_sizes) > 1)
+        run_all = None
+        if any(s.sampler == RUN for s in grid):
+            own = run_sampler(ctx, i)
+            run_all = own.sampler.all_levels
+            ctx.put(
+                name,
+                "samples.run_sampler",
+                f"{own.sampler.name}, T {own.temperature:g}",
+                "the run's own sampler (sampler.pt) and its temperature (run, T t: t times it)",
+            )
+        model_grid = model_settings(grid, len(ctx.runs[i].model.latent_sizes) > 1, run_all)
         samplers = fitted_samplers(ctx, i, sorted({s.sampler for s in model_grid}))
         best: SampleSet | None = None
         head: SampleSet | None = None

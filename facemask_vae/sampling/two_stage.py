@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from facemask_vae.gaussian import LOG_2PI, kl_std_normal, reparameterize
 from facemask_vae.sampling.samplers import LatentSampler, State, _randn
@@ -211,7 +212,8 @@ def train_second_stage(
         steps_per_epoch = math.ceil(len(x) / batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
         losses = []
-        for epoch in range(epochs):
+        bar = tqdm(range(epochs), desc="two-stage fit", unit="epoch", leave=False, disable=None)
+        for epoch in bar:
             total = 0.0
             for idx in torch.randperm(len(x)).split(batch_size):
                 batch = x[idx]
@@ -224,6 +226,7 @@ def train_second_stage(
                 sched.step()
                 total += loss.item() * len(idx)
             losses.append(total / len(x))
+            bar.set_postfix(loss=f"{losses[-1]:.4g}")
             if not math.isfinite(losses[-1]):  # a diverged fit would only draw NaN codes
                 raise RuntimeError(
                     f"the second-stage VAE diverged in epoch {len(losses)} of {epochs} (loss "
