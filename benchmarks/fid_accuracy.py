@@ -6,6 +6,7 @@ candidate.
     python -m benchmarks.fid_accuracy --nets eval "bf16 (emulated)" "tf32 (emulated)" --check 4
     python -m benchmarks.fid_accuracy --device cuda --nets eval bf16 tf32 "tf32 (emulated)" --check 4
     python -m benchmarks.fid_accuracy --n 64 --calibration 16     # a quick look
+    python -m benchmarks.fid_accuracy --nets eval onnxruntime openvino --n 500
 
 The reference is the test split at 64 px, as in ``eval.py``. Each image set is scored against it
 by every network: real training images, the same images degraded the way samples fail (blurred,
@@ -22,6 +23,8 @@ detail lost to 16 px, texture noise), and N(0, I) prior samples of each ``--run`
   AMX CPUs, far slower than float32 elsewhere;
 - ``tf32`` (``--device cuda``): eval's network with TF32 convolutions on, PyTorch's default on a
   GPU (eval turns it off);
+- ``onnxruntime``, ``openvino``: the rebuild exported to a CPU inference engine in float32
+  (:mod:`benchmarks.fid_engines`; not project dependencies);
 - ``bf16 (emulated)``, ``tf32 (emulated)``: the rebuild in float32 with each format's rounding
   (:mod:`facemask_vae.fid.rounding`), so a CPU without bf16 units or a GPU can measure what the
   format does to FID. ``tf32`` is what a GPU's float32 convolutions compute unless TF32 is off.
@@ -48,6 +51,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import command_line, cpu_name
+from benchmarks.fid_engines import ENGINES, EngineInception
 from benchmarks.fid_speed import Features, emit
 from facemask_vae import metrics as M
 from facemask_vae.fid import (
@@ -60,7 +64,16 @@ from facemask_vae.fid import (
 )
 from facemask_vae.fid.rounding import emulate
 
-NETS = ("script", "eval", "int8", "bf16", "tf32", "bf16 (emulated)", "tf32 (emulated)")
+NETS = (
+    "script",
+    "eval",
+    "int8",
+    "bf16",
+    "tf32",
+    "bf16 (emulated)",
+    "tf32 (emulated)",
+    *ENGINES,
+)
 
 
 class Tf32Features(InceptionFeatures):
@@ -129,6 +142,10 @@ def build(name: str, path: Path, calibration: torch.Tensor, device: str) -> Ince
         if device != "cpu":
             sys.exit("the int8 network runs on the CPU only (x86 quantized kernels)")
         return Features(int8_inception(path, calibration))
+    if name in ENGINES:
+        if device != "cpu":
+            sys.exit(f"{name} is measured as a CPU engine: --device cpu")
+        return Features(EngineInception(name, eager_inception(path)))
     fmt = name.split()[0]  # "bf16 (emulated)" -> "bf16"
     return Features(emulate(eager_inception(path), fmt), torch.channels_last, device)
 

@@ -9,7 +9,8 @@ batch in float32, under bf16 autocast, in channels_last, and frozen for inferenc
 (``torch.jit.freeze`` + ``torch.jit.optimize_for_inference``: BatchNorm folded into the
 convolutions, oneDNN layouts on the CPU); then the eager rebuild of :mod:`facemask_vae.fid.eager`
 (BatchNorm folded) in contiguous memory, in channels_last (what eval.py runs), and compiled
-(``torch.compile`` with inductor's freezing, channels_last). Every variant is warmed up on the
+(``torch.compile`` with inductor's freezing, channels_last); and, where installed, the rebuild
+under ONNX Runtime and OpenVINO (:mod:`benchmarks.fid_engines`). Every variant is warmed up on the
 full batch first (compiling there); the variants then alternate ``--repeats`` times so that a
 busy machine slows all of them alike. Prints img/s per variant (best of the repeats), each
 variant's feature error relative to float32, and the compile time.
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import command_line, cpu_name
+from benchmarks.fid_engines import ENGINES, EngineInception
 from facemask_vae.config import cpu_has_fast_bf16
 from facemask_vae.fid import InceptionFeatures, eager_inception, inception_weights
 
@@ -138,6 +140,15 @@ def main() -> None:
         "eager channels_last (eval)": (eager_cl, x_cl, contextlib.nullcontext),
         "eager compiled": (compiled, x_cl, contextlib.nullcontext),
     }
+    for engine in ENGINES if device.type == "cpu" else ():  # pip install onnx onnxruntime openvino
+        with contextlib.suppress(ImportError):
+            t0 = time.perf_counter()
+            variants[engine] = (
+                EngineInception(engine, eager_inception(path)),
+                x,
+                contextlib.nullcontext,
+            )
+            print(f"{engine}: converted in {time.perf_counter() - t0:.1f} s", flush=True)
     for name in filter(None, args.skip.split(",")):
         if name == "float32" or name not in variants:
             sys.exit(f"--skip takes variants other than float32, of {list(variants)}: got {name!r}")
