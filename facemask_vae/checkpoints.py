@@ -1,8 +1,9 @@
-"""Finding and safely loading trained runs: the model, its config and its own sampler.
+"""Finding and safely loading trained runs: the model and its config, as a
+:class:`~facemask_vae.run.loaded.LoadedRun`.
 
 A run directory (from ``train.py``) holds ``config.yaml`` (the resolved config), ``checkpoints/``
-(the best ``epochNNN.ckpt`` and ``last.ckpt``) and ``sampler.pt`` (the run's sampler,
-:mod:`facemask_vae.run_sampler`). Checkpoints are read with ``torch.load(weights_only=True)``: no code in a
+(the best ``epochNNN.ckpt`` and ``last.ckpt``), and ``sampler.pt`` and ``attribute.pt`` (what the
+run fitted after training, :mod:`facemask_vae.run`). Checkpoints are read with ``torch.load(weights_only=True)``: no code in a
 checkpoint runs, and anything that is not what we expect raises :class:`CheckpointError`.
 """
 
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,96 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from facemask_vae.lit.module import model_state
 from facemask_vae.models import Autoencoder, ModelConfig
-from facemask_vae.run_sampler import FILE as SAMPLER_FILE
-from facemask_vae.run_sampler import RunSampler, fit_run_sampler, load_run_sampler
-from facemask_vae.sampling import LatentSampler, PriorSampler
+from facemask_vae.run.files import CheckpointError
+from facemask_vae.run.loaded import LoadedRun
 
-
-class CheckpointError(Exception):
-    """A run or checkpoint that cannot be evaluated; the message names the file and the problem."""
-
-
-@dataclass
-class LoadedRun:
-    """One model to evaluate, with where it came from."""
-
-    name: str
-    run_dir: Path | None
-    checkpoint: Path
-    config: DictConfig | None
-    model: Autoencoder
-    epoch: int | None = None
-    _fitted: RunSampler | None = field(default=None, repr=False)
-
-    @property
-    def sampler_path(self) -> Path | None:
-        """Where the run's own sampler is saved (None for a checkpoint outside a run dir)."""
-        return None if self.run_dir is None else self.run_dir / SAMPLER_FILE
-
-    @property
-    def run_sampler(self) -> RunSampler | None:
-        """The run's own sampler with its temperature, loaded (and checked against the model)
-        on first use; None when the run has none saved."""
-        path = self.sampler_path
-        if self._fitted is None and path is not None and path.is_file():
-            self._fitted = load_run_sampler(path, self.model)
-        return self._fitted
-
-    @property
-    def sampler(self) -> LatentSampler | None:
-        """The run's own sampler (the study's best for its model), None when none is saved."""
-        fitted = self.run_sampler
-        return None if fitted is None else fitted.sampler
-
-    def fit_sampler(self, name: str | None = None, temperature: float | None = None) -> RunSampler:
-        """Fit the run's sampler to its training data (from its config) and save it in the run
-        directory; what a run trained before runs carried samplers needs once."""
-        if self.config is None or self.config.get("data") is None:
-            raise CheckpointError(
-                f"{self.checkpoint}: fitting a sampler needs the run's config.yaml (its data); "
-                "pass the run directory made by train.py"
-            )
-        from hydra.utils import instantiate
-
-        dm = instantiate(self.config.data)
-        self._fitted = fit_run_sampler(
-            self.model, dm.dataset("train").images, dm.to_float, name, temperature
-        )
-        if self.sampler_path is not None:
-            self._fitted.save(self.sampler_path)
-        return self._fitted
-
-    def sample(
-        self,
-        n: int,
-        temperature: float | None = None,
-        seed: int | None = None,
-        sampler: str | LatentSampler | None = None,
-    ) -> torch.Tensor:
-        """n images (n x 3 x S x S in [0, 1]) from the run's own sampler at its temperature, or
-        from ``sampler="prior"`` (N(0, I)) or another sampler object. A run saved without a
-        sampler fits one on first use, and says so."""
-        if sampler == "prior":
-            draw_from, t = PriorSampler(self.model.latent_dim), 1.0
-        elif isinstance(sampler, LatentSampler):
-            draw_from, t = sampler, 1.0
-        elif sampler is None:
-            fitted = self.run_sampler
-            if fitted is None:
-                warnings.warn(
-                    f"{self.name}: no {SAMPLER_FILE} in its run directory (trained before runs "
-                    "carried their sampler): fitting one now, once",
-                    stacklevel=2,
-                )
-                fitted = self.fit_sampler()
-            draw_from, t = fitted.sampler, fitted.temperature
-        else:
-            raise ValueError(
-                f"sampler is None (the run's own), 'prior' or a sampler, got {sampler!r}"
-            )
-        g = None if seed is None else torch.Generator(self.model.device).manual_seed(int(seed))
-        temperature = t if temperature is None else float(temperature)
-        return self.model.sample(n, generator=g, temperature=temperature, sampler=draw_from)
+__all__ = ["CheckpointError", "LoadedRun", "find_checkpoint", "load_model", "load_run"]
 
 
 _EPOCH = re.compile(r"epoch(\d+)")

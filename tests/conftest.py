@@ -40,6 +40,9 @@ EVAL_ARGS = [
     "shifts=[zoom_out,grayscale]",
     "cnn_epochs=1",
     "batch_size=64",
+    "edit_images=8",
+    "edit_strengths=[1.0,2.0]",
+    "edit_samples=16",
 ]
 
 

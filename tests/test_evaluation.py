@@ -40,6 +40,7 @@ FIGURES = {
     "training_curves.png",
     "swap.png",
     "shifts.png",
+    "editing.png",
 }
 
 

@@ -10,7 +10,8 @@ import torch
 
 from facemask_vae.checkpoints import CheckpointError, load_run
 from facemask_vae.models import AE, VAE
-from facemask_vae.run_sampler import FILE, SamplerFileError, default_choice
+from facemask_vae.run.files import RunFileError
+from facemask_vae.run.sampler import FILE, default_choice
 from facemask_vae.sampling import TwoStageSampler
 
 SMALL = {"image_size": 32, "widths": [8, 16, 16], "latent_dim": 8}
@@ -68,7 +69,7 @@ def test_a_run_saved_without_a_sampler_fits_one_on_first_use_and_says_so(runs, t
 def test_a_sampler_of_another_run_is_refused(runs, tmp_path):
     dst = _copy(runs["vae_unet"], tmp_path, "swapped")
     shutil.copy(runs["ae"] / FILE, dst / FILE)
-    with pytest.raises(SamplerFileError, match=rf"{FILE}: fitted to other weights.*delete"):
+    with pytest.raises(RunFileError, match=rf"{FILE}: fitted to other weights.*delete"):
         load_run(dst).sampler  # noqa: B018
 
 
@@ -82,7 +83,7 @@ def test_a_damaged_sampler_file_is_refused_naming_it(runs, tmp_path, damage):
     else:
         torch.save({"weights": torch.zeros(3)}, path)
         match = "not a sampler file of this project"
-    with pytest.raises(SamplerFileError, match=match) as err:
+    with pytest.raises(RunFileError, match=match) as err:
         load_run(dst).sampler  # noqa: B018
     assert str(path) in str(err.value)
 

@@ -15,7 +15,8 @@ figures (:mod:`facemask_vae.report`) to the output dir:
 5b. the linear probe and the supervised CNN on shifted test images (zoom out, off centre, blur,
     JPEG, colour, grayscale; :mod:`.shifts`),
 6. training curves from TensorBoard events (:mod:`.training`),
-7. what the U-Net skips carry (per-level KL, active units, swap test; :mod:`.skips`).
+7. what the U-Net skips carry (per-level KL, active units, swap test; :mod:`.skips`),
+8. editing: a mask put on and taken off, and samples of one class (:mod:`.editing`).
 
 What several sections read (latents, per-level KLs, the test pairs) comes from the cached
 accessors of :mod:`.shared`, computed on first use: any section runs alone, in any order.
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 
 from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, load_everything, timed
+from facemask_vae.evaluation.editing import section_editing
 from facemask_vae.evaluation.interpolation import section_interpolation
 from facemask_vae.evaluation.latents import section_latent_space
 from facemask_vae.evaluation.models import section_models
@@ -56,6 +58,7 @@ __all__ = [
     "evaluate",
     "interpolation_pairs",
     "load_everything",
+    "section_editing",
     "section_interpolation",
     "section_latent_space",
     "section_models",
@@ -80,6 +83,7 @@ SECTIONS: list[tuple[str, str, Callable[[Context], None]]] = [
     ("shifts", "5b. Probes under distribution shift", section_shifts),
     ("training", "6. Training curves", section_training),
     ("skips", "7. What the latent carries", section_skips),
+    ("editing", "8. Editing: mask on, mask off", section_editing),
 ]
 
 

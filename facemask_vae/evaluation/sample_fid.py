@@ -63,21 +63,26 @@ class SampleFid:
         return feats
 
     def __call__(
-        self, images: torch.Tensor, desc: str, feats: torch.Tensor | None = None
+        self,
+        images: torch.Tensor,
+        desc: str,
+        feats: torch.Tensor | None = None,
+        ref: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """FID, KID, KID's std, and precision and recall (k = 3) of images in [0, 1] (or of their
-        ``feats``) against the test set, all in Inception features."""
+        ``feats``) against the test set (or the features ``ref``), all in Inception features."""
         t0 = time.perf_counter()
+        ref = self.ref if ref is None else ref
         if feats is None:
             feats = self.inc(images, desc=f"inception: {desc}")
         kid, kid_std = M.kernel_distance(
             feats,
-            self.ref,
+            ref,
             subset_size=int(self.ctx.cfg.kid_subset_size),
             seed=int(self.ctx.cfg.seed),
         )
-        precision, recall = M.precision_recall(feats, self.ref)
-        fid = M.frechet_distance(feats, self.ref)  # inside the timing, like the rest
+        precision, recall = M.precision_recall(feats, ref)
+        fid = M.frechet_distance(feats, ref)  # inside the timing, like the rest
         self.ctx.timings["samples: of which FID/KID"] += round(time.perf_counter() - t0, 2)
         return {
             "fid": float(fid),

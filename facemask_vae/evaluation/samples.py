@@ -27,7 +27,7 @@ from facemask_vae.evaluation.sample_settings import (
     two_stage_note,
 )
 from facemask_vae.evaluation.shared import sampler_codes_all, sampler_latents
-from facemask_vae.run_sampler import RunSampler
+from facemask_vae.run.sampler import RunSampler
 from facemask_vae.sampling import LatentSampler, make_sampler, parse_name
 
 

@@ -123,6 +123,12 @@ class InferenceAPI:
         """``encode_all``'s codes of every level as one B x sum(latent_sizes) matrix."""
         return torch.cat([c.flatten(1) for c in codes], dim=1)
 
+    def unflatten_codes(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`flatten_codes` undone: B x latent_dim, then each skip level as B x C x H x W."""
+        top, *rest = flat.split(self.latent_sizes, dim=1)
+        shapes = self.decoder.skip_latent_shapes()
+        return [top, *(f.reshape(len(flat), *shape) for f, shape in zip(rest, shapes, strict=True))]
+
     def _decode_drawn(
         self,
         z: torch.Tensor,
@@ -135,9 +141,7 @@ class InferenceAPI:
         their shapes)."""
         if not all_levels:
             return self.decoder(z, temperature=skip_t, generator=generator)
-        top, *flat = z.split(self.latent_sizes, dim=1)
-        shapes = self.decoder.skip_latent_shapes()
-        skips = [f.reshape(len(z), *shape) for f, shape in zip(flat, shapes, strict=True)]
+        top, *skips = self.unflatten_codes(z)
         return self.decoder(top, skips=skips)
 
     @contextlib.contextmanager

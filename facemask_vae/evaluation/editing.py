@@ -1,0 +1,224 @@
+"""Section 8, editing: put a mask on the test faces without one and take it off those with one
+(``run.edit``), and draw faces of one class (``run.sample(n, mask=...)``); measured by the
+domain CNN (does the edit flip the class?), on the upper face (is the rest of the face kept?)
+and in the CNN's and Inception's features (do the results look like real faces of that class?),
+beside a naive baseline: the other class's mean lower face pasted on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from facemask_vae import metrics as M
+from facemask_vae import report as R
+from facemask_vae.evaluation.context import REFERENCE, Context, batches
+from facemask_vae.evaluation.sample_fid import SampleFid
+
+#: (direction, target label, edit's ``mask``): mask on for faces without one, off for the rest
+DIRECTIONS = (("on", 1, True), ("off", 0, False))
+
+
+def upper_face_rows(with_mask: torch.Tensor, without: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """How many rows from the top make the upper face, where the two classes' mean images
+    (3 x H x W in [0, 1]) differ least: the cut of a two-step fit to the per-row mean absolute
+    difference (least squares, the cut between H/4 and 3H/4, the upper step the lower one).
+    Returns the cut and the per-row difference (H)."""
+    diff = (with_mask - without).abs().mean(dim=(0, 2))
+    h, best = len(diff), None
+    for r in range(max(1, h // 4), 3 * h // 4 + 1):
+        up, down = diff[:r], diff[r:]
+        sse = float(((up - up.mean()) ** 2).sum() + ((down - down.mean()) ** 2).sum())
+        if up.mean() < down.mean() and (best is None or sse < best[0]):
+            best = (sse, r)
+    if best is None:
+        raise ValueError("the classes' mean images differ most at the top: no upper face to keep")
+    return best[1], diff
+
+
+def paste_lower_face(images: torch.Tensor, mean_image: torch.Tensor, rows: int) -> torch.Tensor:
+    """The baseline edit: images (N x 3 x H x W in [0, 1]) below row ``rows`` replaced by the
+    target class's mean image."""
+    out = images.clone()
+    out[..., rows:, :] = mean_image[..., rows:, :]
+    return out
+
+
+def _pick(ctx: Context, label: int) -> torch.Tensor:
+    """A seeded subset of the test images of one class (at most ``edit_images``), indices."""
+    idx = (ctx.y_test == label).nonzero().flatten()
+    g = ctx.rng("editing")
+    keep = torch.randperm(len(idx), generator=g)[: int(ctx.cfg.edit_images)]
+    return idx[keep.sort().values]
+
+
+def _scores(
+    ctx: Context, orig: torch.Tensor, edited: torch.Tensor, target: int, rows: int
+) -> dict[str, float]:
+    """Flip rate, upper-face PSNR/SSIM, domain FD to the real test images of the target class."""
+    feats, probs = ctx.cnn_predict(edited)
+    up_o, up_e = orig[..., :rows, :], edited[..., :rows, :]
+    real = ctx.cnn_test_feats[ctx.y_test == target]
+    return {
+        "flip": float(((probs > 0.5).long() == target).float().mean()),
+        "psnr_upper": float(M.psnr_per_image(up_e, up_o).mean()),
+        "ssim_upper": float(M.ssim_per_image(up_e, up_o).mean()),
+        "fd_cnn": float(M.frechet_distance(feats, real)),
+    }
+
+
+def _edit(run: Any, x: torch.Tensor, mask: bool, strength: float, levels: str, bs: int):
+    return torch.cat(
+        [
+            run.edit(x[s], mask=mask, strength=strength, levels=levels).cpu()
+            for s in batches(len(x), bs)
+        ]
+    )
+
+
+def section_editing(ctx: Context) -> None:
+    """Every model's edits at every strength (and, for U-Net VAEs, of the top latent alone) and
+    its class-conditional samples, beside the pasted-mean baseline."""
+    cfg = ctx.cfg
+    train = ctx.dm.dataset("train")
+    means = [ctx.dm.to_float(train.images[train.labels == k]).mean(0).cpu() for k in (0, 1)]
+    rows, _ = upper_face_rows(means[1], means[0])
+    picks = {d: _pick(ctx, 1 - target) for d, target, _ in DIRECTIONS}
+    originals = {d: ctx.dm.to_float(ctx.x_test[picks[d]]).cpu() for d in picks}
+    strengths = [float(s) for s in cfg.edit_strengths]
+    fid = SampleFid.create(ctx) if cfg.get("edit_fid") else None
+    refs = {}
+    if fid is not None:
+        for label in (0, 1):
+            keep = ctx.y_test == label
+            refs[label] = fid.real_features(ctx.x_test[keep], ctx.y_test[keep], f"class {label}")
+    ctx.heading(
+        f"Editing ({', '.join(f'{len(p)} faces {d}' for d, p in picks.items())}; "
+        f"strength 1; upper face: rows 0-{rows - 1})"
+    )
+    table: list[dict[str, Any]] = []
+    shown: list[tuple[str, torch.Tensor]] = [
+        ("test faces", torch.cat([originals[d][:4] for d in picks]))
+    ]
+
+    def record(col: str, setting: dict[str, Any], edited: dict[str, torch.Tensor]) -> None:
+        row = {"model": col, **setting}
+        for d, target, _ in DIRECTIONS:
+            s = _scores(ctx, originals[d], edited[d], target, rows)
+            if fid is not None:
+                s["fid"] = fid(edited[d], f"{col}: mask {d}", ref=refs[target])["fid"]
+            row |= {f"{k}_{d}": v for k, v in s.items()}
+        table.append(row)
+        if setting["strength"] in (1.0, None) and setting["levels"] in ("all", None):
+            for k, v in row.items():
+                if k not in ("model", "strength", "levels"):
+                    ctx.put(col, f"edit.{k}", v, _label(k))
+
+    for i, (name, run) in enumerate(zip(ctx.names, ctx.runs, strict=True)):
+        level_sets = ("all", "top") if len(run.model.latent_sizes) > 1 else ("all",)
+        recon = {d: _edit(run, originals[d], True, 0.0, "all", ctx.bs) for d in picks}
+        ctx.put(
+            name,
+            "edit.psnr_upper_recon",
+            float(
+                torch.cat(
+                    [
+                        M.psnr_per_image(recon[d][..., :rows, :], originals[d][..., :rows, :])
+                        for d in picks
+                    ]
+                ).mean()
+            ),
+            "upper-face PSNR of the plain reconstruction (what an edit cannot beat)",
+        )
+        for levels in level_sets:
+            for strength in strengths:
+                edited = {
+                    d: _edit(run, originals[d], mask, strength, levels, ctx.bs)
+                    for d, _, mask in DIRECTIONS
+                }
+                record(name, {"strength": strength, "levels": levels}, edited)
+                if levels == "all" or strength == 1.0:
+                    shown.append(
+                        (
+                            f"{name}: {levels}, x{strength:g}",
+                            torch.cat([edited[d][:4] for d in picks]),
+                        )
+                    )
+        _conditional(ctx, i, fid, refs)
+    pasted = {d: paste_lower_face(originals[d], means[target], rows) for d, target, _ in DIRECTIONS}
+    record(REFERENCE, {"strength": None, "levels": None}, pasted)
+    shown.append(("pasted mean lower face", torch.cat([pasted[d][:4] for d in picks])))
+    ctx.tables["editing"] = table
+    _report(ctx, table, shown, rows)
+
+
+def _conditional(
+    ctx: Context, i: int, fid: SampleFid | None, refs: dict[int, torch.Tensor]
+) -> None:
+    """Run ``i``'s class-conditional samples: the CNN's accuracy on them, their domain FD (and
+    FID) to the real test images of the class."""
+    name, run, n = ctx.names[i], ctx.runs[i], int(ctx.cfg.edit_samples)
+    for label, word in ((1, "mask"), (0, "nomask")):
+        images = run.sample(n, seed=ctx.seed("editing", label), mask=bool(label)).cpu()
+        feats, probs = ctx.cnn_predict(images)
+        ctx.put(
+            name,
+            f"cond.acc_{word}",
+            ((probs > 0.5).long() == label).float().mean(),
+            f"conditional samples ({word}): share the CNN calls {word}",
+        )
+        ctx.put(
+            name,
+            f"cond.fd_cnn_{word}",
+            M.frechet_distance(feats, ctx.cnn_test_feats[ctx.y_test == label]),
+            f"conditional samples ({word}): domain FD to that class's test images",
+        )
+        if fid is not None:
+            ctx.put(
+                name,
+                f"cond.fid_{word}",
+                fid(images, f"{name}: {word}", ref=refs[label])["fid"],
+                f"conditional samples ({word}): FID to that class's test images",
+            )
+
+
+LABELS = {
+    "flip": "share the CNN calls the target class",
+    "psnr_upper": "upper-face PSNR to the original (dB)",
+    "ssim_upper": "upper-face SSIM to the original",
+    "fd_cnn": "domain FD to the target class's test images",
+    "fid": "FID to the target class's test images",
+}
+
+
+def _label(key: str) -> str:
+    what, d = key.rsplit("_", 1)
+    return f"mask {d} (strength 1, every level): {LABELS[what]}"
+
+
+def _report(ctx: Context, table: list[dict[str, Any]], shown, rows: int) -> None:
+    R.image_rows(
+        shown,
+        ctx.figure(
+            "editing",
+            "editing.png",
+            "Edits: four test faces without a mask (left) get one, four with a mask (right) lose "
+            "it. Each model row moves the codes of every level (or the top latent only) by the "
+            "class-mean difference times the strength; the last row pastes the other class's "
+            f"mean image below row {rows}.",
+        ),
+    )
+    keys = [k for k in table[0] if k not in ("model", "strength", "levels")]
+    head = "| model | levels | strength | " + " | ".join(keys) + " |"
+    lines = [head, "|---|---|---:|" + "---:|" * len(keys)]
+    for r in table:
+        cells = [r["model"], r["levels"] or "paste", r["strength"], *(r[k] for k in keys)]
+        lines.append("| " + " | ".join(R.fmt(c) for c in cells) + " |")
+    ctx.note(
+        "editing",
+        f"The upper face is rows 0-{rows - 1}, the rows where the mean training "
+        "images with and without a mask differ least (the cut of a two-step least-squares fit to "
+        "their per-row mean absolute difference). Every edit (metrics.json `tables.editing`); the "
+        "reference column is the pasted baseline.\n\n" + "\n".join(lines),
+    )

@@ -1,0 +1,199 @@
+"""A loaded run: the model with where it came from, and what the run carries. ``run.sample``
+draws with the run's own sampler (optionally one class: ``mask=True`` / ``False``) and
+``run.edit`` puts a mask on or takes it off; a run saved before it carried a sampler or an
+attribute fits them on first use, says so, and saves them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from facemask_vae.models import Autoencoder
+from facemask_vae.run.attribute import FILE as ATTRIBUTE_FILE
+from facemask_vae.run.attribute import RunAttribute, fit_run_attribute, load_run_attribute
+from facemask_vae.run.files import CheckpointError, training_codes
+from facemask_vae.run.sampler import FILE as SAMPLER_FILE
+from facemask_vae.run.sampler import RunSampler, fit_run_sampler, load_run_sampler
+from facemask_vae.sampling import LatentSampler, PriorSampler
+from facemask_vae.sampling.attribute import ClassConditionalSampler, MaskAttribute
+
+
+def as_model_input(images: torch.Tensor, model: Autoencoder) -> torch.Tensor:
+    """Images for ``model``: B x 3 x S x S, uint8 (divided by 255) or floats in [0, 1], on its
+    device; anything else fails with the fix."""
+    size = model.image_size
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a non-empty B x 3 x {size} x {size} tensor, got {shape}")
+    if images.shape[1] != 3:
+        raise ValueError(
+            f"images must have 3 (RGB) channels, got {images.shape[1]}: convert grayscale or "
+            "RGBA images to RGB first (PIL: image.convert('RGB'))"
+        )
+    if tuple(images.shape[2:]) != (size, size):
+        raise ValueError(
+            f"the model takes {size} x {size} px images, got {tuple(images.shape[2:])}: resize "
+            f"them (torchvision.transforms.functional.resize(images, [{size}, {size}]))"
+        )
+    if images.dtype == torch.uint8:
+        x = images.float() / 255
+    elif images.is_floating_point():
+        x = images.float()
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1 or x.isnan().any():
+            raise ValueError(
+                f"float images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]: divide "
+                "uint8 values by 255, or pass the uint8 tensor itself"
+            )
+    else:
+        raise ValueError(f"images must be uint8 or floats in [0, 1], got {images.dtype}")
+    return x.to(model.device)
+
+
+@dataclass
+class LoadedRun:
+    """One trained model, with where it came from and what its run fitted to it."""
+
+    name: str
+    run_dir: Path | None
+    checkpoint: Path
+    config: DictConfig | None
+    model: Autoencoder
+    epoch: int | None = None
+    _fitted: RunSampler | None = field(default=None, repr=False)
+    _attribute: RunAttribute | None = field(default=None, repr=False)
+
+    # ---- the run's sampler -----------------------------------------------------------------------
+    @property
+    def sampler_path(self) -> Path | None:
+        """Where the run's own sampler is saved (None for a checkpoint outside a run dir)."""
+        return None if self.run_dir is None else self.run_dir / SAMPLER_FILE
+
+    @property
+    def run_sampler(self) -> RunSampler | None:
+        """The run's own sampler with its temperature, loaded (and checked against the model)
+        on first use; None when the run has none saved."""
+        path = self.sampler_path
+        if self._fitted is None and path is not None and path.is_file():
+            self._fitted = load_run_sampler(path, self.model)
+        return self._fitted
+
+    @property
+    def sampler(self) -> LatentSampler | None:
+        """The run's own sampler (the study's best for its model), None when none is saved."""
+        fitted = self.run_sampler
+        return None if fitted is None else fitted.sampler
+
+    def _train_data(self) -> tuple[torch.Tensor, torch.Tensor, object]:
+        """The run's training images (uint8), labels and image-to-float function, from its
+        config's data section."""
+        if self.config is None or self.config.get("data") is None:
+            raise CheckpointError(
+                f"{self.checkpoint}: fitting to the training data needs the run's config.yaml "
+                "(its data); pass the run directory made by train.py"
+            )
+        from hydra.utils import instantiate
+
+        dm = instantiate(self.config.data)
+        train = dm.dataset("train")
+        return train.images, train.labels, dm.to_float
+
+    def fit_sampler(self, name: str | None = None, temperature: float | None = None) -> RunSampler:
+        """Fit the run's sampler to its training data (from its config) and save it in the run
+        directory; what a run trained before runs carried samplers needs once."""
+        images, _, to_float = self._train_data()
+        self._fitted = fit_run_sampler(self.model, images, to_float, name, temperature)
+        if self.sampler_path is not None:
+            self._fitted.save(self.sampler_path)
+        return self._fitted
+
+    def _own_sampler(self) -> RunSampler:
+        fitted = self.run_sampler
+        if fitted is None:
+            warnings.warn(
+                f"{self.name}: no {SAMPLER_FILE} in its run directory (trained before runs "
+                "carried their sampler): fitting one now, once",
+                stacklevel=3,
+            )
+            fitted = self.fit_sampler()
+        return fitted
+
+    # ---- the run's mask attribute ----------------------------------------------------------------
+    @property
+    def attribute_path(self) -> Path | None:
+        """Where the run's mask attribute is saved (None for a checkpoint outside a run dir)."""
+        return None if self.run_dir is None else self.run_dir / ATTRIBUTE_FILE
+
+    @property
+    def attribute(self) -> MaskAttribute:
+        """The run's mask attribute (class means of every level, a probe on its sampler's
+        codes), loaded, or fitted and saved on first use with a warning."""
+        path = self.attribute_path
+        if self._attribute is None and path is not None and path.is_file():
+            self._attribute = load_run_attribute(path, self.model)
+        if self._attribute is None:
+            warnings.warn(
+                f"{self.name}: no {ATTRIBUTE_FILE} in its run directory (trained before runs "
+                "carried it): fitting one now, once",
+                stacklevel=2,
+            )
+            self.fit_attribute()
+        assert self._attribute is not None
+        return self._attribute.attribute
+
+    def fit_attribute(self) -> RunAttribute:
+        """Fit the mask attribute to the run's training codes and labels, its probe on the codes
+        the run's sampler draws, and save it in the run directory."""
+        images, labels, to_float = self._train_data()
+        all_levels = self._own_sampler().sampler.all_levels
+        codes = training_codes(self.model, images, to_float, all_levels=True)
+        self._attribute = fit_run_attribute(self.model, codes, labels, all_levels)
+        if self.attribute_path is not None:
+            self._attribute.save(self.attribute_path)
+        return self._attribute
+
+    # ---- generating and editing ----------------------------------------------------------------
+    def sample(
+        self,
+        n: int,
+        temperature: float | None = None,
+        seed: int | None = None,
+        sampler: str | LatentSampler | None = None,
+        mask: bool | None = None,
+    ) -> torch.Tensor:
+        """n images (n x 3 x S x S in [0, 1]) from the run's own sampler at its temperature, or
+        from ``sampler="prior"`` (N(0, I)) or another sampler object; ``mask`` True or False
+        keeps only draws of that class (the run's attribute probe decides). A run saved without
+        a sampler fits one on first use, and says so."""
+        if sampler == "prior":
+            draw_from, t = PriorSampler(self.model.latent_dim), 1.0
+        elif isinstance(sampler, LatentSampler):
+            draw_from, t = sampler, 1.0
+        elif sampler is None:
+            fitted = self._own_sampler()
+            draw_from, t = fitted.sampler, fitted.temperature
+        else:
+            raise ValueError(
+                f"sampler is None (the run's own), 'prior' or a sampler, got {sampler!r}"
+            )
+        if mask is not None:
+            draw_from = ClassConditionalSampler(draw_from, self.attribute, bool(mask))
+        g = None if seed is None else torch.Generator(self.model.device).manual_seed(int(seed))
+        temperature = t if temperature is None else float(temperature)
+        return self.model.sample(n, generator=g, temperature=temperature, sampler=draw_from)
+
+    def edit(
+        self, images: torch.Tensor, mask: bool, strength: float = 1.0, levels: str = "all"
+    ) -> torch.Tensor:
+        """``images`` (B x 3 x S x S, uint8 or [0, 1]) with a mask put on (``mask=True``) or
+        taken off: encoded, every level's code (or the top latent's, ``levels="top"``) moved
+        ``strength`` class-mean differences, decoded. Returns B x 3 x S x S in [0, 1]."""
+        x = as_model_input(images, self.model)
+        codes = self.model.encode_levels(x)
+        moved = self.attribute.shift(codes, bool(mask), strength, levels)
+        return self.model.decode(moved[0], moved[1:] or None)

@@ -1,0 +1,186 @@
+"""The mask label in a model's codes: what editing and class-conditional sampling act on.
+
+:class:`MaskAttribute` holds, fitted to training codes and their labels, the class means of the
+codes at every latent level (top latent, then each skip level, C x H x W) and a logistic probe on
+the codes a run's sampler draws (flattened, every level or the top latent alone). The
+difference of the class means at a level is that level's *mask direction*: adding it puts a mask
+on, subtracting it takes one off (:meth:`MaskAttribute.shift`). The probe's P(mask | code)
+turns any sampler into a class-conditional one by rejection (:class:`ClassConditionalSampler`):
+keeping the draws the probe assigns to the class samples p(z | class) of the model p(z) p(y | z).
+Everything is kept as float32 tensors, saved and loaded as plain state (``torch.load`` with
+``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from facemask_vae.sampling.samplers import LatentSampler
+
+#: which latent levels an edit moves: every level, or the top latent alone
+LEVELS = ("all", "top")
+
+
+@dataclass
+class MaskAttribute:
+    """Class means of every level's codes (``means[label][level]``, label 0: without a mask, 1:
+    with) and a logistic probe on ``probe_dim``-d flattened codes (standardised by ``center`` and
+    ``scale``, then ``weight``, ``bias``)."""
+
+    means: list[list[torch.Tensor]]
+    center: torch.Tensor
+    scale: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+    probe_all_levels: bool
+
+    @property
+    def probe_dim(self) -> int:
+        return int(self.weight.numel())
+
+    def direction(self, level: int) -> torch.Tensor:
+        """Level ``level``'s mask direction: mean code with a mask minus mean code without."""
+        return self.means[1][level] - self.means[0][level]
+
+    def shift(
+        self, codes: list[torch.Tensor], mask: bool, strength: float = 1.0, levels: str = "all"
+    ) -> list[torch.Tensor]:
+        """Codes of every level (B x ... each, top first) moved ``strength`` class-mean
+        differences towards ``mask`` (True: with a mask), at every level or the top alone."""
+        if levels not in LEVELS:
+            raise ValueError(f"levels must be one of {LEVELS}, got {levels!r}")
+        if len(codes) != len(self.means[0]):
+            raise ValueError(
+                f"{len(codes)} levels of codes given, the attribute was fitted to "
+                f"{len(self.means[0])}"
+            )
+        sign = 1.0 if mask else -1.0
+        out = []
+        for i, c in enumerate(codes):
+            if levels == "all" or i == 0:
+                c = c + sign * float(strength) * self.direction(i).to(c)
+            out.append(c)
+        return out
+
+    def p_mask(self, flat: torch.Tensor) -> torch.Tensor:
+        """P(with mask) of flattened codes (N x ``probe_dim``) under the probe: N."""
+        if flat.shape[-1] != self.probe_dim:
+            raise ValueError(f"the probe reads {self.probe_dim}-d codes, got {flat.shape[-1]}-d")
+        x = (flat.float() - self.center.to(flat.device)) / self.scale.to(flat.device)
+        return torch.sigmoid(x @ self.weight.to(flat.device) + self.bias.to(flat.device))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "means": [[t.clone() for t in level] for level in self.means],
+            "center": self.center,
+            "scale": self.scale,
+            "weight": self.weight,
+            "bias": self.bias,
+            "probe_all_levels": self.probe_all_levels,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> MaskAttribute:
+        means = [
+            [torch.as_tensor(t, dtype=torch.float32) for t in level] for level in state["means"]
+        ]
+        if len(means) != 2 or len(means[0]) != len(means[1]) or not means[0]:
+            raise ValueError("means must hold the same levels for two classes")
+        if any(a.shape != b.shape for a, b in zip(*means, strict=True)):
+            raise ValueError("the two classes' means differ in shape")
+        parts = {k: torch.as_tensor(state[k], dtype=torch.float32) for k in ("center", "scale")}
+        parts |= {k: torch.as_tensor(state[k], dtype=torch.float32) for k in ("weight", "bias")}
+        dims = {parts[k].numel() for k in ("center", "scale", "weight")}
+        if len(dims) != 1 or parts["bias"].numel() != 1:
+            raise ValueError("the probe's center, scale and weight must have one length")
+        return cls(means=means, probe_all_levels=bool(state["probe_all_levels"]), **parts)
+
+
+def fit_attribute(
+    levels: list[torch.Tensor], labels: torch.Tensor, probe_all_levels: bool, seed: int = 0
+) -> MaskAttribute:
+    """Fit to codes of every level (N x ... each, top first) and labels (N, 1: with mask): the
+    class means, and a logistic regression (scikit-learn, standardised inputs) on the flattened
+    codes of every level or of the top alone."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    y = torch.as_tensor(labels).long().cpu()
+    if len(levels) == 0 or any(len(c) != len(y) for c in levels):
+        raise ValueError("fit_attribute needs codes of every level, one row per label")
+    counts = torch.bincount(y, minlength=2)
+    if len(counts) != 2 or int(counts.min()) < 2:
+        raise ValueError(f"each class needs at least 2 codes, got {counts.tolist()}")
+    levels = [c.detach().float().cpu() for c in levels]
+    means = [[c[y == k].mean(0) for c in levels] for k in (0, 1)]
+    flat = torch.cat([c.flatten(1) for c in (levels if probe_all_levels else levels[:1])], dim=1)
+    scaler = StandardScaler().fit(flat.numpy())
+    x = scaler.transform(flat.numpy())
+    clf = LogisticRegression(max_iter=1000, C=1.0, random_state=seed).fit(x, y.numpy())
+    return MaskAttribute(
+        means=means,
+        center=torch.as_tensor(scaler.mean_, dtype=torch.float32),
+        scale=torch.as_tensor(np.where(scaler.scale_ > 0, scaler.scale_, 1.0), dtype=torch.float32),
+        weight=torch.as_tensor(clf.coef_[0], dtype=torch.float32),
+        bias=torch.as_tensor(clf.intercept_[0], dtype=torch.float32),
+        probe_all_levels=probe_all_levels,
+    )
+
+
+class ClassConditionalSampler(LatentSampler):
+    """``base``'s draws that ``attribute``'s probe assigns to one class (P > 0.5 for ``mask``,
+    < 0.5 without): rejection sampling of p(z | class). Draws until ``n`` are kept, at most
+    ``max_rounds`` rounds of 2n; fails clearly if the class is that rare under ``base``."""
+
+    def __init__(
+        self, base: LatentSampler, attribute: MaskAttribute, mask: bool, max_rounds: int = 50
+    ) -> None:
+        super().__init__(base.all_levels)
+        if base.dim is None:
+            raise ValueError(f"the {base.name} sampler is not fitted")
+        want = base.dim if base.all_levels == attribute.probe_all_levels else None
+        if attribute.probe_dim != want:
+            raise ValueError(
+                f"the attribute's probe reads {attribute.probe_dim}-d codes "
+                f"({'every level' if attribute.probe_all_levels else 'the top latent'}), the "
+                f"{base.name} sampler draws {base.dim}-d ones: fit them to the same codes"
+            )
+        self.base, self.attribute, self.mask = base, attribute, bool(mask)
+        self.kind, self.dim, self.max_rounds = base.kind, base.dim, int(max_rounds)
+
+    @property
+    def name(self) -> str:
+        return f"{self.base.name} | {'mask' if self.mask else 'no mask'}"
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.base.fingerprint}|mask={self.mask}"
+
+    def sample(
+        self,
+        n: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        kept: list[torch.Tensor] = []
+        have = 0
+        for _ in range(self.max_rounds):
+            z = self.base.sample(2 * n, temperature, generator, device)
+            p = self.attribute.p_mask(z)
+            z = z[(p > 0.5) if self.mask else (p < 0.5)]
+            kept.append(z)
+            have += len(z)
+            if have >= n:
+                return torch.cat(kept)[:n]
+        raise RuntimeError(
+            f"{self.name}: {have} of {2 * n * self.max_rounds} draws fell in the class; the "
+            "sampler rarely draws it at this temperature"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError("a class-conditional sampler is built, not saved")

@@ -1,0 +1,183 @@
+"""Acting on the mask label: the attribute's class means and probe, edits that move codes along
+the class-mean difference, class-conditional draws by rejection, and the run API around them
+(``run.edit``, ``run.sample(n, mask=...)``, ``attribute.pt``)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from facemask_vae.checkpoints import load_run
+from facemask_vae.evaluation.editing import paste_lower_face, upper_face_rows
+from facemask_vae.run.attribute import FILE
+from facemask_vae.run.files import RunFileError
+from facemask_vae.sampling import fit_gaussian
+from facemask_vae.sampling.attribute import ClassConditionalSampler, MaskAttribute, fit_attribute
+
+
+def _codes(n: int = 400, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Two levels (N x 4 and N x 2 x 3 x 3) whose class-1 codes sit 3 units up in a few places."""
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(n, generator=g) < 0.5).long()
+    top = torch.randn(n, 4, generator=g)
+    top[:, 0] += 3.0 * y
+    skip = torch.randn(n, 2, 3, 3, generator=g)
+    skip[:, 1, 2, :] -= 3.0 * y.view(-1, 1)
+    return [top, skip], y
+
+
+def test_the_directions_are_the_class_mean_differences_and_shift_moves_along_them():
+    levels, y = _codes()
+    attr = fit_attribute(levels, y, probe_all_levels=True)
+    for i, c in enumerate(levels):
+        assert torch.allclose(attr.direction(i), c[y == 1].mean(0) - c[y == 0].mean(0))
+    assert attr.direction(0)[0] == pytest.approx(3.0, abs=0.5)
+    assert attr.direction(1)[1, 2].mean() == pytest.approx(-3.0, abs=0.5)
+    on = attr.shift(levels, mask=True, strength=0.5)
+    off = attr.shift(levels, mask=False, strength=2.0)
+    top_only = attr.shift(levels, mask=True, levels="top")
+    for i, c in enumerate(levels):
+        assert torch.allclose(on[i], c + 0.5 * attr.direction(i))
+        assert torch.allclose(off[i], c - 2.0 * attr.direction(i))
+    assert torch.allclose(top_only[0], levels[0] + attr.direction(0))
+    assert torch.equal(top_only[1], levels[1])
+    with pytest.raises(ValueError, match="levels must be one of"):
+        attr.shift(levels, mask=True, levels="skips")
+    with pytest.raises(ValueError, match="1 levels of codes given"):
+        attr.shift(levels[:1], mask=True)
+
+
+def test_the_probe_tells_the_classes_apart_on_the_codes_it_was_fitted_to():
+    levels, y = _codes()
+    test, y_test = _codes(seed=1)
+    for all_levels in (True, False):
+        attr = fit_attribute(levels, y, probe_all_levels=all_levels)
+        flat = torch.cat([c.flatten(1) for c in (test if all_levels else test[:1])], dim=1)
+        acc = ((attr.p_mask(flat) > 0.5).long() == y_test).float().mean()
+        assert attr.probe_dim == flat.shape[1] and acc > 0.9
+    with pytest.raises(ValueError, match="the probe reads 4-d codes"):
+        attr.p_mask(torch.zeros(2, 22))
+
+
+def test_the_attribute_state_round_trips_as_plain_tensors(tmp_path):
+    levels, y = _codes()
+    attr = fit_attribute(levels, y, probe_all_levels=True)
+    torch.save(attr.state_dict(), tmp_path / "a.pt")
+    again = MaskAttribute.from_state(torch.load(tmp_path / "a.pt", weights_only=True))
+    flat = torch.cat([c.flatten(1) for c in levels], dim=1)
+    assert torch.equal(again.p_mask(flat), attr.p_mask(flat))
+    assert all(torch.equal(a, b) for a, b in zip(again.means[1], attr.means[1], strict=True))
+    broken = attr.state_dict() | {"weight": torch.zeros(3)}
+    with pytest.raises(ValueError, match="one length"):
+        MaskAttribute.from_state(broken)
+    with pytest.raises(ValueError, match="two classes"):
+        MaskAttribute.from_state(attr.state_dict() | {"means": attr.state_dict()["means"][:1]})
+
+
+def test_class_conditional_draws_keep_only_the_requested_class():
+    levels, y = _codes(1000)
+    flat = torch.cat([c.flatten(1) for c in levels], dim=1)
+    attr = fit_attribute(levels, y, probe_all_levels=True)
+    base = fit_gaussian(flat, all_levels=True)
+    g = torch.Generator().manual_seed(0)
+    for mask in (True, False):
+        cond = ClassConditionalSampler(base, attr, mask)
+        z = cond.sample(200, generator=g)
+        assert z.shape == (200, flat.shape[1]) and cond.all_levels
+        assert ((attr.p_mask(z) > 0.5) == mask).all()
+    only_without = fit_gaussian(flat[y == 0][:, :4])  # the top latent of unmasked codes only
+    top_attr = fit_attribute(levels, y, probe_all_levels=False)
+    with pytest.raises(RuntimeError, match="rarely draws it"):
+        ClassConditionalSampler(only_without, top_attr, True, max_rounds=2).sample(500, 0.1, g)
+    with pytest.raises(ValueError, match="fit them to the same codes"):
+        ClassConditionalSampler(only_without, attr, True)
+
+
+def _copy(run_dir, tmp_path, name):
+    shutil.copytree(run_dir, tmp_path / name)
+    return tmp_path / name
+
+
+def test_training_saves_the_attribute_on_the_codes_its_sampler_draws(runs):
+    for name, all_levels in (("vae_unet", True), ("ae", False)):
+        assert (runs[name] / FILE).is_file()
+        run = load_run(runs[name])
+        attr = run.attribute
+        assert attr.probe_all_levels == all_levels == run.sampler.all_levels
+        assert attr.probe_dim == run.sampler.dim
+        assert [m.numel() for m in attr.means[0]] == run.model.latent_sizes
+
+
+def test_edit_moves_every_level_or_the_top_only_and_strength_zero_reconstructs(runs):
+    from facemask_vae.data.synthetic import generate_faces
+
+    x = generate_faces(4, image_size=32, seed=3)[0]  # uint8, like the data
+    for name in ("vae_unet", "ae"):
+        run = load_run(runs[name])
+        rec = run.model.reconstruct(x.float() / 255)
+        assert torch.allclose(run.edit(x, mask=True, strength=0.0), rec, atol=1e-6)
+        on, off = run.edit(x, mask=True), run.edit(x, mask=False)
+        assert on.shape == x.shape and on.min() >= 0 and on.max() <= 1
+        assert not torch.allclose(on, off)
+        top = run.edit(x, mask=True, levels="top")
+        # the AE has one level: the top is all of it; the U-Net VAE's skips move too
+        assert torch.allclose(top, on) == (name == "ae")
+
+
+@pytest.mark.parametrize(
+    ("images", "match"),
+    [
+        (torch.zeros(2, 1, 32, 32), "3 \\(RGB\\) channels.*convert"),
+        (torch.zeros(2, 4, 32, 32), "3 \\(RGB\\) channels"),
+        (torch.zeros(2, 3, 64, 64), "32 x 32 px images.*resize"),
+        (torch.full((2, 3, 32, 32), 2.0), "must lie in \\[0, 1\\].*divide"),
+        (torch.zeros(0, 3, 32, 32), "non-empty"),
+        (torch.zeros(3, 32, 32), "non-empty B x 3 x 32 x 32"),
+        (torch.zeros(2, 3, 32, 32, dtype=torch.int64), "uint8 or floats"),
+    ],
+)
+def test_edit_refuses_bad_images_with_the_fix(runs, images, match):
+    with pytest.raises(ValueError, match=match):
+        load_run(runs["ae"]).edit(images, mask=True)
+
+
+def test_conditional_samples_come_from_the_runs_sampler(runs):
+    run = load_run(runs["vae_unet"])
+    a, b = run.sample(5, seed=0, mask=True), run.sample(5, seed=0, mask=True)
+    assert a.shape == (5, 3, 32, 32) and torch.equal(a, b)
+    assert not torch.equal(a, run.sample(5, seed=0, mask=False))
+
+
+def test_a_run_without_an_attribute_fits_one_on_first_use_and_a_tampered_one_is_refused(
+    runs, tmp_path
+):
+    dst = _copy(runs["ae"], tmp_path, "old")
+    (dst / FILE).unlink()
+    with pytest.warns(UserWarning, match="fitting one now"):
+        attr = load_run(dst).attribute
+    assert (dst / FILE).is_file() and attr.probe_dim == load_run(dst).attribute.probe_dim
+    (dst / FILE).write_bytes((dst / FILE).read_bytes()[:100])
+    with pytest.raises(RunFileError, match=rf"{FILE}: not a readable attribute file"):
+        _ = load_run(dst).attribute
+    shutil.copy(runs["vae_unet"] / FILE, dst / FILE)  # another run's
+    with pytest.raises(RunFileError, match="fitted to other weights"):
+        _ = load_run(dst).attribute
+
+
+def test_the_upper_face_ends_where_the_class_means_start_to_differ():
+    """A difference of 0.02 in rows 0-9 and 0.1 below: the upper face is rows 0-9; the paste
+    baseline keeps them and takes the target's mean below."""
+    without = torch.zeros(3, 16, 8)
+    with_mask = torch.zeros(3, 16, 8)
+    with_mask[:, :10] = 0.02
+    with_mask[:, 10:] = 0.1
+    rows, diff = upper_face_rows(with_mask, without)
+    assert rows == 10 and diff.shape == (16,)
+    with pytest.raises(ValueError, match="differ most at the top"):
+        upper_face_rows(without, with_mask.flip(1))
+    x = torch.rand(2, 3, 16, 8)
+    pasted = paste_lower_face(x, with_mask, rows)
+    assert torch.equal(pasted[..., :10, :], x[..., :10, :])
+    assert torch.equal(pasted[..., 10:, :], with_mask[..., 10:, :].expand(2, -1, -1, -1))
