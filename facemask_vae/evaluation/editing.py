@@ -104,13 +104,14 @@ def section_editing(ctx: Context) -> None:
 
     def record(col: str, setting: dict[str, Any], edited: dict[str, torch.Tensor]) -> None:
         row = {"model": col, **setting}
+        headline = setting["strength"] in (1.0, None) and setting["levels"] in ("all", None)
         for d, target, _ in DIRECTIONS:
             s = _scores(ctx, originals[d], edited[d], target, rows)
-            if fid is not None:
+            if fid is not None and headline:  # FID on the headline edits only: it is slow
                 s["fid"] = fid(edited[d], f"{col}: mask {d}", ref=refs[target])["fid"]
             row |= {f"{k}_{d}": v for k, v in s.items()}
         table.append(row)
-        if setting["strength"] in (1.0, None) and setting["levels"] in ("all", None):
+        if headline:
             for k, v in row.items():
                 if k not in ("model", "strength", "levels"):
                     ctx.put(col, f"edit.{k}", v, _label(k))
@@ -209,11 +210,13 @@ def _report(ctx: Context, table: list[dict[str, Any]], shown, rows: int) -> None
             f"mean image below row {rows}.",
         ),
     )
-    keys = [k for k in table[0] if k not in ("model", "strength", "levels")]
+    keys = list(
+        dict.fromkeys(k for r in table for k in r if k not in ("model", "strength", "levels"))
+    )
     head = "| model | levels | strength | " + " | ".join(keys) + " |"
     lines = [head, "|---|---|---:|" + "---:|" * len(keys)]
     for r in table:
-        cells = [r["model"], r["levels"] or "paste", r["strength"], *(r[k] for k in keys)]
+        cells = [r["model"], r["levels"] or "paste", r["strength"], *(r.get(k) for k in keys)]
         lines.append("| " + " | ".join(R.fmt(c) for c in cells) + " |")
     ctx.note(
         "editing",
