@@ -24,7 +24,7 @@ detail lost to 16 px, texture noise), and N(0, I) prior samples of each ``--run`
 - ``tf32`` (``--device cuda``): eval's network with TF32 convolutions on, PyTorch's default on a
   GPU (eval turns it off);
 - ``onnxruntime``, ``openvino``: the rebuild exported to a CPU inference engine in float32
-  (:mod:`benchmarks.fid_engines`; not project dependencies);
+  (:mod:`facemask_vae.fid.engines`; not project dependencies);
 - ``bf16 (emulated)``, ``tf32 (emulated)``: the rebuild in float32 with each format's rounding
   (:mod:`facemask_vae.fid.rounding`), so a CPU without bf16 units or a GPU can measure what the
   format does to FID. ``tf32`` is what a GPU's float32 convolutions compute unless TF32 is off.
@@ -51,7 +51,6 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import command_line, cpu_name
-from benchmarks.fid_engines import ENGINES, EngineInception
 from benchmarks.fid_speed import Features, emit
 from facemask_vae import metrics as M
 from facemask_vae.fid import (
@@ -62,6 +61,7 @@ from facemask_vae.fid import (
     load_script,
     to_inception_input,
 )
+from facemask_vae.fid.engines import ENGINES, EngineInception
 from facemask_vae.fid.rounding import emulate
 
 NETS = (

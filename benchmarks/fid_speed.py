@@ -10,7 +10,7 @@ batch in float32, under bf16 autocast, in channels_last, and frozen for inferenc
 convolutions, oneDNN layouts on the CPU); then the eager rebuild of :mod:`facemask_vae.fid.eager`
 (BatchNorm folded) in contiguous memory, in channels_last (what eval.py runs), and compiled
 (``torch.compile`` with inductor's freezing, channels_last); and, where installed, the rebuild
-under ONNX Runtime and OpenVINO (:mod:`benchmarks.fid_engines`). Every variant is warmed up on the
+under ONNX Runtime and OpenVINO (:mod:`facemask_vae.fid.engines`). Every variant is warmed up on the
 full batch first (compiling there); the variants then alternate ``--repeats`` times so that a
 busy machine slows all of them alike. Prints img/s per variant (best of the repeats), each
 variant's feature error relative to float32, and the compile time.
@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import command_line, cpu_name
-from benchmarks.fid_engines import ENGINES, EngineInception
 from facemask_vae.config import cpu_has_fast_bf16
 from facemask_vae.fid import InceptionFeatures, eager_inception, inception_weights
+from facemask_vae.fid.engines import ENGINES, EngineInception
 
 
 class Features(InceptionFeatures):

@@ -36,6 +36,8 @@ def test_best_by_fid_without_the_inception_network_is_refused_before_loading(tmp
         ("sampling_bn_batches=null", "sampling_bn_batches must be >= 1"),
         ("best_by=kid", "best_by must be one of"),
         ("fid_precision=fp16", "fid_precision must be one of"),
+        ("fid_engine=tensorrt", "fid_engine must be one of"),
+        ("fid_engine=onnxruntime fid_precision=bf16", "float32 on a CPU"),
         ("best_by=fid fid=false", "best_by=fid measures FID on every setting: it needs fid=true"),
         ("sections=[samples,nope]", "sections must be 'all' or a non-empty list"),
         ("sections=[]", "sections must be 'all' or a non-empty list"),

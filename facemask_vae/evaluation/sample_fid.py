@@ -41,7 +41,8 @@ class SampleFid:
             print(f"[eval] {msg}", flush=True)
             ctx.note("samples", msg)
         t0 = time.perf_counter()
-        fid = cls(ctx, InceptionFeatures(path, ctx.device, precision), torch.empty(0))
+        engine = ctx.cfg.get("fid_engine", "auto")
+        fid = cls(ctx, InceptionFeatures(path, ctx.device, precision, engine), torch.empty(0))
         fid.ref = fid.real_features(ctx.x_test, ctx.y_test, ctx.cfg.split)
         ctx.timings["samples: of which FID/KID"] = round(time.perf_counter() - t0, 2)
         return fid

@@ -23,6 +23,7 @@ from facemask_vae.fid.eager import EagerInception, eager_inception
 from facemask_vae.fid.weights import WEIGHTS_FILE, inception_weights, load_script
 
 __all__ = [
+    "FID_ENGINES",
     "INPUT_RANGE",
     "INPUT_SIZE",
     "PRECISIONS",
@@ -33,6 +34,7 @@ __all__ = [
     "eager_inception",
     "inception_weights",
     "load_script",
+    "resolve_engine",
     "to_inception_input",
 ]
 
@@ -41,6 +43,26 @@ INPUT_RANGE = (-1.0, 0.9921875)
 INPUT_SIZE = 299
 #: what the features are computed in: float32 everywhere (TF32 off on a GPU), or bf16 autocast
 PRECISIONS = ("float32", "bf16")
+#: what runs the network: torch, or ONNX Runtime (float32 on a CPU only); auto picks
+FID_ENGINES = ("auto", "torch", "onnxruntime")
+
+
+def resolve_engine(engine: str, device: str | torch.device, precision: str) -> str:
+    """``auto``: ONNX Runtime for float32 on a CPU when it is installed (1.48x torch there),
+    else torch. An explicit engine that cannot run here fails with the fix."""
+    from facemask_vae.fid.engines import available
+
+    if engine not in FID_ENGINES:
+        raise ValueError(f"fid_engine must be one of {FID_ENGINES}, got {engine!r}")
+    cpu_f32 = torch.device(device).type == "cpu" and precision == "float32"
+    if engine == "auto":
+        return "onnxruntime" if cpu_f32 and available("onnxruntime") else "torch"
+    if engine == "onnxruntime":
+        if not cpu_f32:
+            raise ValueError("fid_engine=onnxruntime runs float32 on a CPU: use fid_engine=torch")
+        if not available("onnxruntime"):
+            raise ValueError("fid_engine=onnxruntime: pip install onnx onnxruntime")
+    return engine
 
 
 def to_inception_input(x: torch.Tensor) -> torch.Tensor:
@@ -103,6 +125,9 @@ class InceptionFeatures:
     load; should they ever disagree (another file version), the script runs instead, with a
     warning.
 
+    ``engine="onnxruntime"`` runs the rebuild under ONNX Runtime instead (float32 on a CPU,
+    :mod:`facemask_vae.fid.engines`), ``"auto"`` picks it there when it is installed.
+
     ``precision="float32"`` is float32 on every device: on a GPU the convolutions run with TF32
     off, so that an FID does not depend on where it was computed. ``"bf16"`` runs the network
     under bf16 autocast, for GPUs and AMX CPUs; ``benchmarks/fid_accuracy.py`` measures what it
@@ -110,10 +135,15 @@ class InceptionFeatures:
     """
 
     def __init__(
-        self, path: Path, device: str | torch.device = "cpu", precision: str = "float32"
+        self,
+        path: Path,
+        device: str | torch.device = "cpu",
+        precision: str = "float32",
+        engine: str = "torch",
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.engine = resolve_engine(engine, device, precision)
         script = load_script(path)
         eager = _checked_rebuild(script)
         if eager is None:
@@ -124,6 +154,11 @@ class InceptionFeatures:
             )
             self.net: torch.nn.Module = script.to(device)
             self.memory_format = torch.contiguous_format
+        elif self.engine == "onnxruntime":
+            from facemask_vae.fid.engines import EngineInception
+
+            self.memory_format = torch.contiguous_format
+            self.net = EngineInception("onnxruntime", eager)
         else:
             self.memory_format = torch.channels_last
             self.net = eager.to(device, memory_format=self.memory_format)

@@ -1,12 +1,11 @@
-"""eval's Inception-V3 run by a CPU inference engine (ONNX Runtime or OpenVINO) instead of torch,
-as a module that takes and returns torch tensors, for ``benchmarks.fid_speed`` and
-``benchmarks.fid_accuracy``: measured side by side before eval would adopt either.
+"""The Inception-V3 run by a CPU inference engine instead of torch, as a module that takes and
+returns torch tensors. ONNX Runtime (the ``fid`` extra) is what eval uses on a CPU
+(``fid_engine=auto``): 1.48x torch's speed on the 2-core EPYC with features equal to 1.2e-6
+(benchmarks/results/fid_speed_cpu_engines.json). OpenVINO (``pip install openvino``) is here for
+``benchmarks.fid_speed`` and ``benchmarks.fid_accuracy``, which measure both.
 
-    pip install onnx onnxruntime openvino      # not project dependencies
-
-Both get the eager rebuild eval runs (:func:`facemask_vae.fid.eager_inception`, BatchNorm
-folded), in float32 (OpenVINO is told so: it would pick bf16 on AMX CPUs), with torch's thread
-count.
+Both run the eager rebuild (:func:`facemask_vae.fid.eager.eager_inception`, BatchNorm folded)
+in float32 (OpenVINO is told so: it would pick bf16 on AMX CPUs), with torch's thread count.
 """
 
 from __future__ import annotations
@@ -19,6 +18,14 @@ import numpy as np
 import torch
 
 ENGINES = ("onnxruntime", "openvino")
+
+
+def available(engine: str) -> bool:
+    """Whether ``engine`` (and, for ONNX Runtime, the ``onnx`` exporter it needs) is installed."""
+    from importlib.util import find_spec
+
+    needs = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino",)}[engine]
+    return all(find_spec(m) is not None for m in needs)
 
 
 def _onnxruntime(net: torch.nn.Module, example: torch.Tensor, threads: int) -> Callable:
