@@ -43,6 +43,7 @@ EVAL_ARGS = [
     "edit_images=8",
     "edit_strengths=[1.0,2.0]",
     "edit_samples=16",
+    "sections=all",
 ]
 
 

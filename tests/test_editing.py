@@ -143,11 +143,49 @@ def test_edit_refuses_bad_images_with_the_fix(runs, images, match):
         load_run(runs["ae"]).edit(images, mask=True)
 
 
-def test_conditional_samples_come_from_the_runs_sampler(runs):
+def test_conditional_samples_come_from_the_runs_sampler_cut_to_the_asked_class(runs, monkeypatch):
     run = load_run(runs["vae_unet"])
     a, b = run.sample(5, seed=0, mask=True), run.sample(5, seed=0, mask=True)
     assert a.shape == (5, 3, 32, 32) and torch.equal(a, b)
     assert not torch.equal(a, run.sample(5, seed=0, mask=False))
+    used = []
+    sample = type(run.model).sample
+    monkeypatch.setattr(
+        type(run.model),
+        "sample",
+        lambda model, n, **kw: used.append(kw["sampler"]) or sample(model, n, **kw),
+    )
+    for mask in (True, False):
+        run.sample(4, seed=0, mask=mask, bn_batches=1)
+        cond = used[-1]
+        assert isinstance(cond, ClassConditionalSampler) and cond.base is run.sampler
+        z = cond.sample(20, generator=torch.Generator().manual_seed(0))
+        assert ((run.attribute.p_mask(z) > 0.5) == mask).all()
+
+
+def test_deterministic_skips_are_not_codes_and_pass_through_an_edit():
+    """vae_unet_det's encoder features are skips, not latents: the codes, the attribute and the
+    edit cover the top latent only."""
+    from pathlib import Path
+
+    from facemask_vae.models import VAE
+    from facemask_vae.run.attribute import fit_run_attribute
+    from facemask_vae.run.files import training_codes
+    from facemask_vae.run.loaded import LoadedRun
+
+    model = VAE(image_size=32, widths=[8, 16, 16], latent_dim=8, skip="deterministic").eval()
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
+    codes = training_codes(model, images, lambda x: x.float() / 255, all_levels=True)
+    assert codes.shape == (20, 8)
+    run = LoadedRun("det", None, Path("det.ckpt"), None, model)
+    run._attribute = fit_run_attribute(model, codes, torch.arange(20) % 2, False)
+    on = run.edit(images[:3], mask=True)
+    assert on.shape == (3, 3, 32, 32)
+    assert torch.allclose(
+        run.edit(images[:3], mask=True, strength=0.0),
+        model.reconstruct(images[:3].float() / 255),
+        atol=1e-6,
+    )
 
 
 def test_a_run_without_an_attribute_fits_one_on_first_use_and_a_tampered_one_is_refused(

@@ -37,10 +37,13 @@ def test_best_by_fid_without_the_inception_network_is_refused_before_loading(tmp
         ("best_by=kid", "best_by must be one of"),
         ("fid_precision=fp16", "fid_precision must be one of"),
         ("fid_engine=tensorrt", "fid_engine must be one of"),
+        ("edit_strengths=[0.5,2.0]", "include 1.0"),
+        ("edit_strengths=[1.0,-1.0]", "numbers >= 0"),
+        ("edit_images=0", "edit_images must be an integer >= 1"),
         ("fid_engine=onnxruntime fid_precision=bf16", "float32 on a CPU"),
         ("best_by=fid fid=false", "best_by=fid measures FID on every setting: it needs fid=true"),
-        ("sections=[samples,nope]", "sections must be 'all' or a non-empty list"),
-        ("sections=[]", "sections must be 'all' or a non-empty list"),
+        ("sections=[samples,nope]", "sections must be 'default', 'all' or a non-empty"),
+        ("sections=[]", "sections must be 'default', 'all' or a non-empty"),
     ],
 )
 def test_bad_eval_settings_are_refused_before_any_run_is_loaded(tmp_path, override, message):

@@ -24,7 +24,7 @@ def test_the_default_sets_are_the_prior_and_the_runs_own_at_t1_and_grid_full_the
     cfg = compose_config([], tmp_path, name="eval")
     grid, headline = settings(cfg)
     assert [str(s) for s in grid] == ["prior, T 1", "run, T 1"] and grid[0] == headline
-    assert cfg.best_by == "auto" and cfg.device == "auto" and cfg.sections == "all"
+    assert cfg.best_by == "auto" and cfg.device == "auto" and cfg.sections == "default"
     full = compose_config(["grid=full"], tmp_path, name="eval")
     grid, _ = settings(full)
     assert len(grid) == 15 and {s.sampler for s in grid} >= {"prior", "two_stage_all"}

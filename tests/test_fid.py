@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from facemask_vae import metrics as M
 from facemask_vae.evaluation.sample_fid import FEATURES_VERSION, SampleFid
 from facemask_vae.fid import InceptionFeatures, inception_weights, resolve_engine
-from facemask_vae.fid.engines import available
+from facemask_vae.fid.engines import EngineInception, available
 
 
 class _Ctx:
@@ -83,7 +83,7 @@ def test_onnxruntime_gives_torchs_features_and_auto_picks_it_for_float32_on_a_cp
     x = torch.rand(3, 3, 32, 32)
     torch_feats = InceptionFeatures(inception_weights(), engine="torch")(x)
     ort = InceptionFeatures(inception_weights(), engine="auto")
-    assert ort.engine == "onnxruntime"
+    assert ort.engine == "onnxruntime" and isinstance(ort.net, EngineInception)
     err = (ort(x) - torch_feats).norm() / torch_feats.norm()
     assert err < 1e-5
 

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, load_everything, timed
+from facemask_vae.evaluation.editing import check_config as check_editing_config
 from facemask_vae.evaluation.editing import section_editing
 from facemask_vae.evaluation.interpolation import section_interpolation
 from facemask_vae.evaluation.latents import section_latent_space
@@ -87,18 +88,24 @@ SECTIONS: list[tuple[str, str, Callable[[Context], None]]] = [
 ]
 
 
+#: what ``sections=default`` leaves out: editing takes minutes of its own (section 8)
+NOT_DEFAULT = ("editing",)
+
+
 def selected_sections(cfg: Any) -> list[tuple[str, str, Callable[[Context], None]]]:
-    """The configured ``sections`` (``all``, or a list of keys of :data:`SECTIONS`), in report
-    order; the models table always comes first."""
-    want = cfg.get("sections", "all")
+    """The configured ``sections`` (``default``: all but :data:`NOT_DEFAULT`; ``all``; or a list
+    of keys of :data:`SECTIONS`), in report order; the models table always comes first."""
+    want = cfg.get("sections", "default")
     keys = [k for k, _, _ in SECTIONS]
-    if want == "all" or want is None:
+    if want == "all":
         return list(SECTIONS)
+    if want == "default" or want is None:
+        return [sec for sec in SECTIONS if sec[0] not in NOT_DEFAULT]
     names = [str(want)] if isinstance(want, str) else [str(w) for w in want]
     bad = [n for n in names if n not in keys]
     if bad or not names:
         raise ConfigError(
-            f"sections must be 'all' or a non-empty list of {keys}, got {names}; "
+            f"sections must be 'default', 'all' or a non-empty list of {keys}, got {names}; "
             "e.g. sections=[samples] or sections=[reconstruction,samples]"
         )
     return [sec for sec in SECTIONS if sec[0] == "models" or sec[0] in names]
@@ -116,6 +123,7 @@ def evaluate(
     out_dir = Path(output_dir or cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_sample_config(cfg)
+    check_editing_config(cfg)
     shift_names(cfg)  # unknown shifts fail before anything is loaded
     probe_augment(cfg)
     torch.manual_seed(int(cfg.seed))

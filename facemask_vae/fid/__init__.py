@@ -154,6 +154,7 @@ class InceptionFeatures:
             )
             self.net: torch.nn.Module = script.to(device)
             self.memory_format = torch.contiguous_format
+            self.engine = "torch"
         elif self.engine == "onnxruntime":
             from facemask_vae.fid.engines import EngineInception
 

@@ -64,7 +64,14 @@ def load_run_attribute(path: str | Path, model: Autoencoder) -> RunAttribute:
         raise RunFileError(f"{path}: its attribute state is broken ({e}); {refit}") from e
     sizes = [int(m.numel()) for m in attribute.means[0]]
     if sizes != list(model.latent_sizes):
-        raise RunFileError(f"{path}: fitted to levels {sizes}, the model has {model.latent_sizes}")
+        raise RunFileError(
+            f"{path}: fitted to levels {sizes}, the model has {model.latent_sizes}; {refit}"
+        )
+    want = sum(sizes) if attribute.probe_all_levels else sizes[0]
+    if attribute.probe_dim != want:
+        raise RunFileError(
+            f"{path}: its probe reads {attribute.probe_dim}-d codes, not {want}; {refit}"
+        )
     return RunAttribute(
         attribute, state["digest"], int(state["n_codes"]), float(state["fit_seconds"])
     )

@@ -88,21 +88,25 @@ class FitRunSampler(pl.Callback):
                 codes=codes,
             )
             fitted.fit_seconds += encode_s
-            attribute = fit_run_attribute(
-                model, codes, labels, fitted.sampler.all_levels, self.seed
-            )
         except (ValueError, RuntimeError) as e:  # a finished training is not lost to this
             log.warning("run sampler: not fitted (%s); load_run will fit one on first use", e)
             return
         run_dir = Path(trainer.default_root_dir)
         path = fitted.save(run_dir / FILE)
-        attribute.save(run_dir / ATTRIBUTE_FILE)
-        log.info(
-            "run attribute: class means of %d levels and a probe on %d-d codes in %.1f s",
-            len(model.latent_sizes),
-            attribute.attribute.probe_dim,
-            attribute.fit_seconds,
-        )
+        try:
+            attribute = fit_run_attribute(
+                model, codes, labels, fitted.sampler.all_levels, self.seed
+            )
+        except (ValueError, RuntimeError) as e:
+            log.warning("run attribute: not fitted (%s); load_run will fit one on first use", e)
+        else:
+            attribute.save(run_dir / ATTRIBUTE_FILE)
+            log.info(
+                "run attribute: class means of %d levels and a probe on %d-d codes in %.1f s",
+                len(model.latent_sizes),
+                attribute.attribute.probe_dim,
+                attribute.fit_seconds,
+            )
         log.info(
             "run sampler: %s at T %g fitted to %d codes of %s in %.1f s (%.1f%% of training's "
             "%.0f s) -> %s",

@@ -35,13 +35,13 @@ def weights_digest(model: Autoencoder) -> str:
 def training_codes(
     model: Autoencoder, images: torch.Tensor, to_float: Any, all_levels: bool, batch: int = 256
 ) -> torch.Tensor:
-    """Codes (posterior means) of uint8 ``images``: the top latent's, or every level's flattened
-    (N x sum(latent_sizes))."""
-    device, out = model.device, []
+    """Codes (posterior means) of uint8 ``images``: the top latent's, or every latent level's
+    flattened (N x sum(latent_sizes); deterministic skips' features are not latents)."""
+    device, out, n_levels = model.device, [], len(model.latent_sizes)
     for i in range(0, len(images), batch):
         x = to_float(images[i : i + batch].to(device))
         if all_levels:
-            out.append(model.flatten_codes(model.encode_levels(x)).cpu())
+            out.append(model.flatten_codes(model.encode_levels(x)[:n_levels]).cpu())
         else:
             out.append(model.encode(x).cpu())
     return torch.cat(out)

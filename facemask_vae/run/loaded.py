@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from facemask_vae.models import Autoencoder
 from facemask_vae.run.attribute import FILE as ATTRIBUTE_FILE
@@ -107,9 +107,27 @@ class LoadedRun:
         """Fit the run's sampler to its training data (from its config) and save it in the run
         directory; what a run trained before runs carried samplers needs once."""
         images, _, to_float = self._train_data()
-        self._fitted = fit_run_sampler(self.model, images, to_float, name, temperature)
+        opts = OmegaConf.select(self.config, "callbacks.run_sampler") or {}
+        name = name or opts.get("sampler")
+        temperature = temperature if temperature is not None else opts.get("temperature")
+        two_stage = opts.get("two_stage")
+        self._fitted = fit_run_sampler(
+            self.model,
+            images,
+            to_float,
+            name,
+            temperature,
+            int(opts.get("seed", 0)),
+            dict(two_stage) if two_stage else None,
+        )
         if self.sampler_path is not None:
             self._fitted.save(self.sampler_path)
+        if self._attribute is not None and (
+            self._attribute.attribute.probe_all_levels != self._fitted.sampler.all_levels
+        ):  # its probe reads the old sampler's codes: refit on next use
+            self._attribute = None
+            if self.attribute_path is not None:
+                self.attribute_path.unlink(missing_ok=True)
         return self._fitted
 
     def _own_sampler(self) -> RunSampler:
@@ -165,11 +183,13 @@ class LoadedRun:
         seed: int | None = None,
         sampler: str | LatentSampler | None = None,
         mask: bool | None = None,
+        bn_batches: int | None = None,
     ) -> torch.Tensor:
         """n images (n x 3 x S x S in [0, 1]) from the run's own sampler at its temperature, or
         from ``sampler="prior"`` (N(0, I)) or another sampler object; ``mask`` True or False
-        keeps only draws of that class (the run's attribute probe decides). A run saved without
-        a sampler fits one on first use, and says so."""
+        keeps only draws of that class (the run's attribute probe decides); ``bn_batches``:
+        batches the sampling BN statistics are estimated on (None: the model's default). A run
+        saved without a sampler fits one on first use, and says so."""
         if sampler == "prior":
             draw_from, t = PriorSampler(self.model.latent_dim), 1.0
         elif isinstance(sampler, LatentSampler):
@@ -185,7 +205,9 @@ class LoadedRun:
             draw_from = ClassConditionalSampler(draw_from, self.attribute, bool(mask))
         g = None if seed is None else torch.Generator(self.model.device).manual_seed(int(seed))
         temperature = t if temperature is None else float(temperature)
-        return self.model.sample(n, generator=g, temperature=temperature, sampler=draw_from)
+        return self.model.sample(
+            n, generator=g, temperature=temperature, sampler=draw_from, bn_batches=bn_batches
+        )
 
     def edit(
         self, images: torch.Tensor, mask: bool, strength: float = 1.0, levels: str = "all"
@@ -195,5 +217,6 @@ class LoadedRun:
         ``strength`` class-mean differences, decoded. Returns B x 3 x S x S in [0, 1]."""
         x = as_model_input(images, self.model)
         codes = self.model.encode_levels(x)
-        moved = self.attribute.shift(codes, bool(mask), strength, levels)
+        n = len(self.model.latent_sizes)  # latent levels; deterministic skips pass through
+        moved = self.attribute.shift(codes[:n], bool(mask), strength, levels) + codes[n:]
         return self.model.decode(moved[0], moved[1:] or None)

@@ -6,7 +6,8 @@ the codes a run's sampler draws (flattened, every level or the top latent alone)
 difference of the class means at a level is that level's *mask direction*: adding it puts a mask
 on, subtracting it takes one off (:meth:`MaskAttribute.shift`). The probe's P(mask | code)
 turns any sampler into a class-conditional one by rejection (:class:`ClassConditionalSampler`):
-keeping the draws the probe assigns to the class samples p(z | class) of the model p(z) p(y | z).
+it keeps the draws the probe assigns to the class (P above or below 0.5), i.e. the sampler's
+density cut to the probe's side of its decision boundary.
 Everything is kept as float32 tensors, saved and loaded as plain state (``torch.load`` with
 ``weights_only=True``).
 """
@@ -133,7 +134,8 @@ def fit_attribute(
 
 class ClassConditionalSampler(LatentSampler):
     """``base``'s draws that ``attribute``'s probe assigns to one class (P > 0.5 for ``mask``,
-    < 0.5 without): rejection sampling of p(z | class). Draws until ``n`` are kept, at most
+    < 0.5 without): the base density cut to that side of the probe's boundary. Draws until ``n``
+    are kept, at most
     ``max_rounds`` rounds of 2n; fails clearly if the class is that rare under ``base``."""
 
     def __init__(
