@@ -113,3 +113,20 @@ def test_eval_draws_from_the_runs_saved_sampler_as_saved(runs):
         {"samplers": ["prior", "run"], "temperatures": [1.0], "sampling_bn": [True]}
     )
     assert [s.sampler for s in settings(cfg)[0]] == ["prior", "run"]
+
+
+def test_a_failed_attribute_fit_keeps_the_sampler(tmp_path, monkeypatch, caplog):
+    """The attribute is fitted after the sampler is saved: its failure is logged, not fatal."""
+    from helpers import TINY, compose_config
+
+    from facemask_vae.run.attribute import FILE as ATTRIBUTE_FILE
+    from facemask_vae.training import train
+
+    def fail(*args, **kwargs):
+        raise ValueError("each class needs at least 2 codes, got [5, 0]")
+
+    monkeypatch.setattr("facemask_vae.run.callback.fit_run_attribute", fail)
+    cfg = compose_config([*TINY, "model=ae", "trainer.max_epochs=1", "test=false"], tmp_path)
+    train(cfg)
+    assert (tmp_path / FILE).is_file() and not (tmp_path / ATTRIBUTE_FILE).exists()
+    assert "run attribute: not fitted" in caplog.text
