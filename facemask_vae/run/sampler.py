@@ -1,7 +1,7 @@
 """A trained run's own sampler: the study's best density for its model family, fitted to the
 training codes of the run's best checkpoint and saved beside it as ``sampler.pt``.
 
-The study's findings (docs/results.md, 6f and 6i): a second VAE over the codes of every level
+The study's findings (docs/notebook.md, 6f and 6i): a second VAE over the codes of every level
 (``two_stage_all``, T 1) for variational U-Net VAEs; a 10-component mixture over the top latent
 (``gmm``, T 0.6) for the plain VAE. The AE has no measured best: it gets the VAE's, the usual
 choice for deterministic codes (Ghosh et al. 2020). The file holds the sampler's tensors, the
