@@ -1,0 +1,409 @@
+"""The results tables of README.md and docs/results.md: which report, run and key fills each cell.
+
+Files are relative to docs/results/. scripts/results_tables.py renders these; a table that names
+a value its report does not hold fails with the file, run and key.
+"""
+
+from results_tables import One, Seeds, Table, Text
+
+AVV = "ae_vs_vae/metrics.json"  # section 1 of the notebook: the four models at seed 42
+SEEDS = "seeds.json"  # the training's own test metrics, seeds 42, 1 and 2
+MODELS4 = (("AE", "ae"), ("VAE", "vae-linear"), ("U-Net VAE", "vae_unet-linear"))
+DET = ("U-Net VAE, deterministic skips", "vae_unet_det-linear")
+
+
+def _row(label: str, file: str, runs: tuple[str | None, ...], key: str, fmt: str, scale=1.0):
+    return (label, tuple(One(file, r, key, fmt, scale) if r else Text() for r in runs))
+
+
+_RUNS = tuple(r for _, r in (*MODELS4, DET))
+_HEAD = ("", *(n for n, _ in (*MODELS4, DET)))
+
+# -- the seed's questions ---------------------------------------------------------------------
+
+RECONSTRUCTION = Table(
+    _HEAD,
+    (
+        _row("PSNR (dB), seed 42", AVV, _RUNS, "recon.psnr", ".2f"),
+        _row("SSIM, seed 42", AVV, _RUNS, "recon.ssim", ".3f"),
+        (
+            "PSNR (dB) as training logs it, 3 seeds",
+            tuple(Seeds(((SEEDS, r),), "test/psnr", ".2f") for r in _RUNS),
+        ),
+    ),
+)
+
+# the best fitted sampler of each model, three seeds (seed 42 chose the sampler and temperature)
+BEST_SAMPLER = {
+    "vae": Seeds(
+        (
+            ("samples_vae_gmm30/metrics.json", "vae-linear"),
+            ("seeds_vae_gmm30/metrics.json", "vae_s1"),
+            ("seeds_vae_gmm30/metrics.json", "vae_s2"),
+        ),
+        "samples.fid_best",
+    ),
+    "unet": Seeds(
+        (
+            ("samples_unet_two_stage/metrics.json", "vae_unet-linear"),
+            ("seeds_unet_two_stage/metrics.json", "unet_s1"),
+            ("seeds_unet_two_stage/metrics.json", "unet_s2"),
+        ),
+        "samples.fid_best",
+    ),
+    "coarse": Seeds(
+        (
+            ("samples_two_stage/metrics.json", "unet_sl01"),
+            ("seeds_coarse_two_stage/metrics.json", "unet_sl01_s1"),
+            ("seeds_coarse_two_stage/metrics.json", "unet_sl01_s2"),
+        ),
+        "samples.fid_best",
+    ),
+}
+
+SAMPLES = Table(
+    ("", "AE", "VAE", "U-Net VAE", "U-Net VAE, coarse latents", "real images"),
+    (
+        (
+            "FID, N(0, I) prior, seed 42",
+            (
+                One(AVV, "ae", "samples.fid", ".0f"),
+                One(AVV, "vae-linear", "samples.fid", ".0f"),
+                One(AVV, "vae_unet-linear", "samples.fid", ".0f"),
+                One("samples_two_stage/metrics.json", "unet_sl01", "samples.fid", ".0f"),
+                One(AVV, "data (reference)", "samples.fid", ".0f"),
+            ),
+        ),
+        (
+            "FID, best fitted sampler, 3 seeds",
+            (
+                One(AVV, "ae", "samples.fid_fitted", ".0f"),
+                BEST_SAMPLER["vae"],
+                BEST_SAMPLER["unet"],
+                BEST_SAMPLER["coarse"],
+                Text(),
+            ),
+        ),
+        (
+            "that sampler",
+            (
+                Text("`gaussian`, T 1 (seed 42 only)"),
+                Text("`gmm`, 30 comp., T 0.6"),
+                Text("`two_stage_all`, T 1"),
+                Text("`two_stage_all`, T 1"),
+                Text(),
+            ),
+        ),
+    ),
+)
+
+LATENT = Table(
+    _HEAD,
+    (
+        _row("k-NN accuracy, mask vs not (k = 5)", AVV, _RUNS, "latent.knn", ".3f"),
+        _row("silhouette of the two classes", AVV, _RUNS, "latent.silhouette", ".3f"),
+    ),
+)
+
+INTERPOLATION = Table(
+    _HEAD,
+    (
+        _row("largest / mean step, pixels", AVV, _RUNS, "interp.linear.pixel_ratio", ".2f"),
+        _row("largest / mean step, CNN features", AVV, _RUNS, "interp.linear.cnn_ratio", ".2f"),
+    ),
+)
+
+PROBES = Table(
+    (*_HEAD, "pixels"),
+    (
+        _row("linear probe", AVV, (*_RUNS, "data (reference)"), "probe.logreg.accuracy", ".3f"),
+        _row("MLP probe", AVV, (*_RUNS, "data (reference)"), "probe.mlp.accuracy", ".3f"),
+        (
+            "supervised CNN on the images (ceiling)",
+            (*(Text() for _ in _RUNS), One(AVV, "data (reference)", "probe.cnn.accuracy")),
+        ),
+    ),
+)
+
+# -- beyond the seed's list -------------------------------------------------------------------
+
+_VAES = ("vae-linear", "vae_unet-linear", "vae_unet_det-linear")
+UNET = Table(
+    ("", "VAE", "U-Net VAE", "U-Net VAE, deterministic skips"),
+    (
+        _row("-log p(x), IWAE k = 32 (bits/dim, 8-bit)", AVV, _VAES, "recon.iwae_bpd8", ".2f"),
+        _row("KL, all levels (nats/image)", AVV, _VAES, "recon.kl", ",.0f"),
+        _row(
+            "share of the KL in the top latent",
+            AVV,
+            (None, "vae_unet-linear", None),
+            "skips.kl_top_share",
+            ".1%",
+        ),
+        _row(
+            "swap test: output change carried by the skips",
+            AVV,
+            (None, "vae_unet-linear", "vae_unet_det-linear"),
+            "skips.swap_skips",
+            ".2f",
+        ),
+    ),
+)
+
+_SWEEP = "anneal_sweep/metrics.json"
+_SCHEDULES = (
+    ("constant", "vae_unet-constant"),
+    ("linear (default)", "vae_unet-linear"),
+    ("sigmoid", "vae_unet-sigmoid"),
+    ("cyclic", "vae_unet-cyclic"),
+    ("controlled (PI, KL 100)", "vae_unet-controlled"),
+    ("beta = 4 (`beta_vae`)", "vae_unet-beta4.0"),
+)
+_SCHEDULE_ROWS = tuple(
+    (
+        name,
+        (
+            One(_SWEEP, run, "recon.neg_elbo", ",.0f"),
+            One(_SWEEP, run, "recon.psnr", ".2f"),
+            One(_SWEEP, run, "recon.iwae_bpd8", ".3f"),
+            One(_SWEEP, run, "recon.kl", ",.0f"),
+            One(_SWEEP, run, "skips.kl_top_share", ".1%"),
+        ),
+    )
+    for name, run in _SCHEDULES
+)
+ANNEALING = Table(
+    (
+        "schedule",
+        "negative ELBO (nats)",
+        "PSNR (dB)",
+        "IWAE (bits/dim)",
+        "KL (nats)",
+        "top-latent KL",
+    ),
+    (
+        *_SCHEDULE_ROWS,
+        (
+            "linear, 3 seeds (the noise floor)",
+            (
+                Seeds(((SEEDS, "vae_unet-linear"),), "test/elbo", ",.0f", scale=-1.0),
+                Seeds(((SEEDS, "vae_unet-linear"),), "test/psnr", ".2f"),
+                Text(),
+                Seeds(((SEEDS, "vae_unet-linear"),), "test/kl", ",.0f"),
+                Text(),
+            ),
+        ),
+    ),
+)
+
+_ARCH = "arch/metrics.json"
+_ADV = "adversarial/metrics.json"
+STRATEGIES = Table(
+    ("U-Net VAE, seed 42", "negative ELBO (nats)", "PSNR (dB)", "domain FD, prior samples"),
+    tuple(
+        (
+            name,
+            (
+                One(file, run, "recon.neg_elbo", ",.0f"),
+                One(file, run, "recon.psnr", ".2f"),
+                One(file, run, "samples.fd_cnn", ".2f"),
+            ),
+        )
+        for name, file, run in (
+            ("baseline (plain blocks, flip augmentation)", _ARCH, "2_vae_unet-linear"),
+            ("residual blocks", _ARCH, "resnet_blocks"),
+            ("no augmentation", _ARCH, "no_augment"),
+            ("beta = 4", _SWEEP, "vae_unet-beta4.0"),
+        )
+    ),
+)
+
+ADVERSARIAL = Table(
+    ("seed 42", "PSNR (dB)", "FID, N(0, I) prior", "FID, fitted Gaussian"),
+    (
+        (
+            "AE",
+            (
+                One(_ADV, "ae", "recon.psnr", ".2f"),
+                One(_ADV, "ae", "samples.fid", ".0f"),
+                One(_ADV, "ae", "samples.fid_fitted", ".0f"),
+            ),
+        ),
+        (
+            "AAE",
+            (
+                One(_ADV, "aae", "recon.psnr", ".2f"),
+                One(_ADV, "aae", "samples.fid", ".0f"),
+                One(_ADV, "aae", "samples.fid_fitted", ".0f"),
+            ),
+        ),
+        (
+            "VAE",
+            (
+                One(_ADV, "vae-linear", "recon.psnr", ".2f"),
+                One(_ADV, "vae-linear", "samples.fid", ".0f"),
+                Text(),
+            ),
+        ),
+        (
+            "VAE-GAN (weight 0.1)",
+            (
+                One(_ADV, "vae_gan-linear", "recon.psnr", ".2f"),
+                One(_ADV, "vae_gan-linear", "samples.fid", ".0f"),
+                Text(),
+            ),
+        ),
+    ),
+)
+
+_CO = "unet_sl01"
+SAMPLERS = Table(
+    ("U-Net VAE, coarse latents", "FID, seed 42", "FID, 3 seeds"),
+    (
+        (
+            "N(0, I) prior",
+            (One("samples_two_stage/metrics.json", _CO, "samples.fid", ".1f"), Text()),
+        ),
+        (
+            "`gmm_all`, 10 components, T 0.6",
+            (One("samples_skip_levels/metrics.json", _CO, "samples.fid_best", ".1f"), Text()),
+        ),
+        (
+            "`gmm_all`, 30 components, T 0.3",
+            (
+                One("samples_gmm30_lowT/metrics.json", _CO, "samples.fid_best", ".1f"),
+                Seeds(
+                    (
+                        ("samples_gmm30_lowT/metrics.json", _CO),
+                        ("seeds_coarse_gmm_all_T03/metrics.json", "unet_sl01_s1"),
+                        ("seeds_coarse_gmm_all_T03/metrics.json", "unet_sl01_s2"),
+                    ),
+                    "samples.fid_best",
+                ),
+            ),
+        ),
+        (
+            "`two_stage_all`, T 1 (the run's sampler)",
+            (
+                One("samples_two_stage/metrics.json", _CO, "samples.fid_best", ".1f"),
+                BEST_SAMPLER["coarse"],
+            ),
+        ),
+    ),
+)
+
+_FL = "editing_first_look/metrics.json"
+_FLV = "editing_first_look/vae/metrics.json"
+_ED = ((_FL, "ae"), (_FLV, "vae-linear"), (_FL, "vae_unet-cyclic"), (_FL, "data (reference)"))
+
+
+def _ok(file: str, run: str) -> set[str]:
+    from results_tables import _load
+
+    return set(_load(file)[run])
+
+
+def _edit_cell(file: str, run: str, key: str, fmt: str):
+    if key not in _ok(file, run):
+        return Text()
+    if run == "data (reference)" and key.startswith("edit.psnr"):
+        return Text("unchanged")  # the baseline keeps the upper face exactly
+    return One(file, run, key, fmt)
+
+
+def _editing() -> Table:
+    rows = []
+    for label, key, fmt in (
+        ("mask put on: flipped", "edit.flip_on", ".0%"),
+        ("mask taken off: flipped", "edit.flip_off", ".0%"),
+        ("upper-face PSNR, mask on (dB)", "edit.psnr_upper_on", ".1f"),
+        ("upper-face PSNR of the reconstruction (dB)", "edit.psnr_upper_recon", ".1f"),
+        ("conditional samples, mask: right class", "cond.acc_mask", ".0%"),
+        ("conditional samples, no mask: right class", "cond.acc_nomask", ".0%"),
+    ):
+        rows.append((label, tuple(_edit_cell(f, r, key, fmt) for f, r in _ED)))
+    return Table(
+        ("strength 1, every level", "AE", "VAE", "U-Net VAE (cyclic)", "pasted mean lower face"),
+        tuple(rows),
+    )
+
+
+_PA = "probe_aug/metrics.json"
+_SHIFTS = ("none", "zoom_out", "off_centre", "blur", "jpeg", "colour", "grayscale", "mean")
+SHIFTS = Table(
+    (
+        "linear probe accuracy",
+        "unshifted",
+        "zoom-out",
+        "off-centre",
+        "blur",
+        "JPEG",
+        "colour",
+        "grayscale",
+        "mean of shifts",
+    ),
+    tuple(
+        (
+            label,
+            tuple(
+                One(
+                    _PA,
+                    run,
+                    f"shift.{s}.{probe}"
+                    if s != "none" or probe == "probe_aug"
+                    else "probe.logreg.accuracy",
+                )
+                for s in _SHIFTS
+            ),
+        )
+        for label, run, probe in (
+            ("VAE, plain probe", "vae-linear", "probe"),
+            ("VAE, probe fitted with zoomed-out copies", "vae-linear", "probe_aug"),
+            ("U-Net VAE, plain probe", "vae_unet-linear", "probe"),
+            ("U-Net VAE, probe fitted with zoomed-out copies", "vae_unet-linear", "probe_aug"),
+        )
+    ),
+)
+
+TABLES = {
+    "reconstruction": RECONSTRUCTION,
+    "samples": SAMPLES,
+    "latent": LATENT,
+    "interpolation": INTERPOLATION,
+    "probes": PROBES,
+    "unet": UNET,
+    "annealing": ANNEALING,
+    "strategies": STRATEGIES,
+    "adversarial": ADVERSARIAL,
+    "samplers": SAMPLERS,
+    "editing": _editing(),
+    "shifts": SHIFTS,
+}
+
+# -- the README's headline ----------------------------------------------------------------------
+
+_SL = "samples_skip_levels/metrics.json"
+_HL = ((AVV, "ae"), (AVV, "vae-linear"), (AVV, "vae_unet-linear"), (_SL, "unet_sl01"))
+
+
+def _headline_row(label: str, key: str, fmt: str, skip: tuple[int, ...] = ()) -> tuple:
+    return (
+        label,
+        tuple(Text() if i in skip else One(f, r, key, fmt) for i, (f, r) in enumerate(_HL)),
+    )
+
+
+HEADLINE = Table(
+    ("", "AE", "VAE", "U-Net VAE", "U-Net VAE, coarse latents"),
+    (
+        _headline_row("PSNR (dB)", "recon.psnr", ".2f"),
+        _headline_row("-log p(x), IWAE (bits/dim)", "recon.iwae_bpd8", ".2f", skip=(0,)),
+        _headline_row("FID, N(0, I) prior", "samples.fid", ".0f", skip=(3,)),
+        (
+            "FID, the run's own sampler, 3 seeds",
+            (Text(), BEST_SAMPLER["vae"], BEST_SAMPLER["unet"], BEST_SAMPLER["coarse"]),
+        ),
+        _headline_row("mask from the latent, linear probe", "probe.logreg.accuracy", ".3f"),
+    ),
+)
+TABLES["headline"] = HEADLINE
