@@ -10,11 +10,17 @@ import pytest
 import torch
 
 from facemask_vae.checkpoints import load_run
-from facemask_vae.evaluation.editing import paste_lower_face, upper_face_rows
+from facemask_vae.evaluation.editing import paste_lower_face
 from facemask_vae.run.attribute import FILE
 from facemask_vae.run.files import RunFileError
 from facemask_vae.sampling import fit_gaussian
-from facemask_vae.sampling.attribute import ClassConditionalSampler, MaskAttribute, fit_attribute
+from facemask_vae.sampling.attribute import (
+    ClassConditionalSampler,
+    MaskAttribute,
+    fit_attribute,
+    lower_face_start,
+    upper_face_rows,
+)
 
 
 def _codes(n: int = 400, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -35,8 +41,8 @@ def test_the_directions_are_the_class_mean_differences_and_shift_moves_along_the
         assert torch.allclose(attr.direction(i), c[y == 1].mean(0) - c[y == 0].mean(0))
     assert attr.direction(0)[0] == pytest.approx(3.0, abs=0.5)
     assert attr.direction(1)[1, 2].mean() == pytest.approx(-3.0, abs=0.5)
-    on = attr.shift(levels, mask=True, strength=0.5)
-    off = attr.shift(levels, mask=False, strength=2.0)
+    on = attr.shift(levels, mask=True, strength=0.5, region="all")
+    off = attr.shift(levels, mask=False, strength=2.0, region="all")
     top_only = attr.shift(levels, mask=True, levels="top")
     for i, c in enumerate(levels):
         assert torch.allclose(on[i], c + 0.5 * attr.direction(i))
@@ -47,6 +53,37 @@ def test_the_directions_are_the_class_mean_differences_and_shift_moves_along_the
         attr.shift(levels, mask=True, levels="skips")
     with pytest.raises(ValueError, match="1 levels of codes given"):
         attr.shift(levels[:1], mask=True)
+
+
+def test_a_lower_face_edit_keeps_the_spatial_codes_above_the_cut():
+    """lower_start 0.5 on a 3-row level: row 0 (round(1.5) = 2 rows) stays, row 2 moves; the top
+    latent, a vector, moves whole. Without a cut the lower-face edit says how to get one."""
+    levels, y = _codes()
+    attr = fit_attribute(levels, y, probe_all_levels=True, lower_start=0.5)
+    on = attr.shift(levels, mask=True, strength=1.0)  # region="lower" is the default
+    assert torch.allclose(on[0], levels[0] + attr.direction(0))
+    assert torch.equal(on[1][:, :, :2], levels[1][:, :, :2])
+    assert torch.allclose(on[1][:, :, 2:], levels[1][:, :, 2:] + attr.direction(1)[:, 2:])
+    everywhere = attr.shift(levels, mask=True, region="all")
+    assert not torch.equal(everywhere[1][:, :, :2], levels[1][:, :, :2])
+    with pytest.raises(ValueError, match="region must be one of"):
+        attr.shift(levels, mask=True, region="upper")
+    uncut = fit_attribute(levels, y, probe_all_levels=True)
+    with pytest.raises(ValueError, match=r"does not know where the lower face begins.*attribute"):
+        uncut.shift(levels, mask=True)
+    top = uncut.shift(levels, True, levels="top")  # the top latent needs no cut
+    assert torch.allclose(top[0], on[0]) and torch.equal(top[1], levels[1])
+
+
+def test_the_lower_face_starts_where_masks_make_the_class_means_differ():
+    """Synthetic faces: masks cover the lower face, so the cut sits near the middle."""
+    from facemask_vae.data.synthetic import generate_faces
+
+    images, labels = generate_faces(400, image_size=32, seed=0)
+    start = lower_face_start(images, labels, lambda x: x.float() / 255)
+    assert 0.35 <= start <= 0.65
+    with pytest.raises(ValueError, match="both classes"):
+        lower_face_start(images[labels == 1], labels[labels == 1], lambda x: x.float() / 255)
 
 
 def test_the_probe_tells_the_classes_apart_on_the_codes_it_was_fitted_to():
@@ -64,8 +101,12 @@ def test_the_probe_tells_the_classes_apart_on_the_codes_it_was_fitted_to():
 def test_the_attribute_state_round_trips_as_plain_tensors(tmp_path):
     levels, y = _codes()
     attr = fit_attribute(levels, y, probe_all_levels=True)
+    attr.lower_start = 0.4
     torch.save(attr.state_dict(), tmp_path / "a.pt")
     again = MaskAttribute.from_state(torch.load(tmp_path / "a.pt", weights_only=True))
+    assert again.lower_start == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="lower_start must lie in"):
+        MaskAttribute.from_state(attr.state_dict() | {"lower_start": 1.5})
     flat = torch.cat([c.flatten(1) for c in levels], dim=1)
     assert torch.equal(again.p_mask(flat), attr.p_mask(flat))
     assert all(torch.equal(a, b) for a, b in zip(again.means[1], attr.means[1], strict=True))
@@ -83,10 +124,19 @@ def test_class_conditional_draws_keep_only_the_requested_class():
     base = fit_gaussian(flat, all_levels=True)
     g = torch.Generator().manual_seed(0)
     for mask in (True, False):
-        cond = ClassConditionalSampler(base, attr, mask)
+        cond = ClassConditionalSampler(base, attr, mask)  # confidence 0.99 by default
         z = cond.sample(200, generator=g)
         assert z.shape == (200, flat.shape[1]) and cond.all_levels
-        assert ((attr.p_mask(z) > 0.5) == mask).all()
+        p = attr.p_mask(z)
+        assert ((p > 0.99) if mask else (p < 0.01)).all()
+        loose = ClassConditionalSampler(base, attr, mask, confidence=0.5)
+        p = attr.p_mask(loose.sample(2000, generator=g))
+        assert ((p > 0.5) == mask).all()
+        assert (((p > 0.5) & (p < 0.99)) | ((p < 0.5) & (p > 0.01))).any()  # a margin kept out
+        assert loose.fingerprint != cond.fingerprint  # BN statistics are cached per setting
+    for bad in (0.3, 1.0):
+        with pytest.raises(ValueError, match="confidence must lie in"):
+            ClassConditionalSampler(base, attr, True, confidence=bad)
     only_without = fit_gaussian(flat[y == 0][:, :4])  # the top latent of unmasked codes only
     top_attr = fit_attribute(levels, y, probe_all_levels=False)
     with pytest.raises(RuntimeError, match="rarely draws it"):
@@ -124,6 +174,9 @@ def test_edit_moves_every_level_or_the_top_only_and_strength_zero_reconstructs(r
         top = run.edit(x, mask=True, levels="top")
         # the AE has one level: the top is all of it; the U-Net VAE's skips move too
         assert torch.allclose(top, on) == (name == "ae")
+        # by default the skips move below the upper face only; the AE has no spatial codes
+        whole = run.edit(x, mask=True, region="all")
+        assert torch.allclose(whole, on) == (name == "ae")
 
 
 @pytest.mark.parametrize(
@@ -145,9 +198,11 @@ def test_edit_refuses_bad_images_with_the_fix(runs, images, match):
 
 def test_conditional_samples_come_from_the_runs_sampler_cut_to_the_asked_class(runs, monkeypatch):
     run = load_run(runs["vae_unet"])
-    a, b = run.sample(5, seed=0, mask=True), run.sample(5, seed=0, mask=True)
+    with pytest.raises(RuntimeError, match="pass a lower confidence"):
+        run.sample(5, seed=0, mask=True)  # a 2-step model's probe is never 99% sure
+    a, b = (run.sample(5, seed=0, mask=True, confidence=0.5) for _ in range(2))
     assert a.shape == (5, 3, 32, 32) and torch.equal(a, b)
-    assert not torch.equal(a, run.sample(5, seed=0, mask=False))
+    assert not torch.equal(a, run.sample(5, seed=0, mask=False, confidence=0.5))
     used = []
     sample = type(run.model).sample
     monkeypatch.setattr(
@@ -156,9 +211,10 @@ def test_conditional_samples_come_from_the_runs_sampler_cut_to_the_asked_class(r
         lambda model, n, **kw: used.append(kw["sampler"]) or sample(model, n, **kw),
     )
     for mask in (True, False):
-        run.sample(4, seed=0, mask=mask, bn_batches=1)
+        run.sample(4, seed=0, mask=mask, bn_batches=1, confidence=0.5)
         cond = used[-1]
         assert isinstance(cond, ClassConditionalSampler) and cond.base is run.sampler
+        assert cond.confidence == 0.5
         z = cond.sample(20, generator=torch.Generator().manual_seed(0))
         assert ((run.attribute.p_mask(z) > 0.5) == mask).all()
 
@@ -219,3 +275,16 @@ def test_the_upper_face_ends_where_the_class_means_start_to_differ():
     pasted = paste_lower_face(x, with_mask, rows)
     assert torch.equal(pasted[..., :10, :], x[..., :10, :])
     assert torch.equal(pasted[..., 10:, :], with_mask[..., 10:, :].expand(2, -1, -1, -1))
+
+
+def test_an_attribute_saved_without_the_lower_face_cut_is_fitted_again_once(runs, tmp_path):
+    from facemask_vae.run.files import save_state
+
+    dst = _copy(runs["vae_unet"], tmp_path, "older")
+    state = torch.load(dst / FILE, weights_only=True)
+    state["attribute"]["lower_start"] = None
+    save_state({k: v for k, v in state.items() if k != "format"}, dst / FILE)
+    with pytest.warns(UserWarning, match="before attributes knew where the lower face begins"):
+        attr = load_run(dst).attribute
+    assert attr.lower_start is not None
+    assert load_run(dst).attribute.lower_start == pytest.approx(attr.lower_start)  # saved

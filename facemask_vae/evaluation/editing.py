@@ -16,26 +16,13 @@ from facemask_vae import report as R
 from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, batches
 from facemask_vae.evaluation.sample_fid import SampleFid
+from facemask_vae.sampling.attribute import CONFIDENCE, class_mean_images, upper_face_rows
 
 #: (direction, target label, edit's ``mask``): mask on for faces without one, off for the rest
 DIRECTIONS = (("on", 1, True), ("off", 0, False))
-
-
-def upper_face_rows(with_mask: torch.Tensor, without: torch.Tensor) -> tuple[int, torch.Tensor]:
-    """How many rows from the top make the upper face, where the two classes' mean images
-    (3 x H x W in [0, 1]) differ least: the cut of a two-step fit to the per-row mean absolute
-    difference (least squares, the cut between H/4 and 3H/4, the upper step the lower one).
-    Returns the cut and the per-row difference (H)."""
-    diff = (with_mask - without).abs().mean(dim=(0, 2))
-    h, best = len(diff), None
-    for r in range(max(1, h // 4), 3 * h // 4 + 1):
-        up, down = diff[:r], diff[r:]
-        sse = float(((up - up.mean()) ** 2).sum() + ((down - down.mean()) ** 2).sum())
-        if up.mean() < down.mean() and (best is None or sse < best[0]):
-            best = (sse, r)
-    if best is None:
-        raise ValueError("the classes' mean images differ most at the top: no upper face to keep")
-    return best[1], diff
+#: the edits measured on a model with latents at several levels, (levels, region); the first
+#: is the default edit, the headline; a one-level model has only that one
+VARIANTS = (("all", "lower"), ("all", "all"), ("top", "all"))
 
 
 def paste_lower_face(images: torch.Tensor, mean_image: torch.Tensor, rows: int) -> torch.Tensor:
@@ -47,18 +34,9 @@ def paste_lower_face(images: torch.Tensor, mean_image: torch.Tensor, rows: int) 
 
 
 def class_means(ctx: Context) -> list[torch.Tensor]:
-    """The mean training image of each class (0: without a mask, 1: with), 3 x H x W in [0, 1],
-    summed batch by batch."""
+    """The mean training image of each class (0: without a mask, 1: with), 3 x H x W in [0, 1]."""
     train = ctx.dm.dataset("train")
-    out = []
-    for k in (0, 1):
-        images = train.images[train.labels == k]
-        total = sum(
-            ctx.dm.to_float(images[s].to(ctx.device)).sum(0).cpu()
-            for s in batches(len(images), ctx.bs)
-        )
-        out.append(total / len(images))
-    return out
+    return class_mean_images(train.images, train.labels, ctx.dm.to_float)
 
 
 def check_config(cfg: Any) -> None:
@@ -68,6 +46,14 @@ def check_config(cfg: Any) -> None:
         raise ConfigError(
             f"edit_strengths must be numbers >= 0 and include 1.0 (the headline edit), got "
             f"{list(strengths)}; e.g. edit_strengths=[1.0,2.0]"
+        )
+    conf = cfg.get("edit_confidence")
+    if conf is not None and (
+        isinstance(conf, bool) or not isinstance(conf, int | float) or not 0.5 <= conf < 1
+    ):
+        raise ConfigError(
+            f"edit_confidence must be null (the API's {CONFIDENCE}) or a number in [0.5, 1), "
+            f"got {conf}"
         )
     for key in ("edit_images", "edit_samples"):
         value = cfg.get(key)
@@ -98,18 +84,19 @@ def _scores(
     }
 
 
-def _edit(run: Any, x: torch.Tensor, mask: bool, strength: float, levels: str, bs: int):
+def _edit(run: Any, x: torch.Tensor, mask: bool, strength: float, variant: tuple, bs: int):
+    levels, region = variant
     return torch.cat(
         [
-            run.edit(x[s], mask=mask, strength=strength, levels=levels).cpu()
+            run.edit(x[s], mask=mask, strength=strength, levels=levels, region=region).cpu()
             for s in batches(len(x), bs)
         ]
     )
 
 
 def section_editing(ctx: Context) -> None:
-    """Every model's edits at every strength (and, for U-Net VAEs, of the top latent alone) and
-    its class-conditional samples, beside the pasted-mean baseline."""
+    """Every model's edits at every strength (and, for U-Net VAEs, over the whole face and of
+    the top latent alone) and its class-conditional samples, beside the pasted-mean baseline."""
     cfg = ctx.cfg
     means = class_means(ctx)
     rows, _ = upper_face_rows(means[1], means[0])
@@ -133,7 +120,7 @@ def section_editing(ctx: Context) -> None:
 
     def record(col: str, setting: dict[str, Any], edited: dict[str, torch.Tensor]) -> None:
         row = {"model": col, **setting}
-        headline = setting["strength"] in (1.0, None) and setting["levels"] in ("all", None)
+        headline = setting["strength"] in (1.0, None) and setting["edit"] in (VARIANTS[0], None)
         for d, target, _ in DIRECTIONS:
             s = _scores(ctx, originals[d], edited[d], target, rows)
             if fid is not None and headline:  # FID on the headline edits only: it is slow
@@ -142,12 +129,12 @@ def section_editing(ctx: Context) -> None:
         table.append(row)
         if headline:
             for k, v in row.items():
-                if k not in ("model", "strength", "levels"):
+                if k not in ("model", "strength", "edit"):
                     ctx.put(col, f"edit.{k}", v, _label(k))
 
     for i, (name, run) in enumerate(zip(ctx.names, ctx.runs, strict=True)):
-        level_sets = ("all", "top") if len(run.model.latent_sizes) > 1 else ("all",)
-        recon = {d: _edit(run, originals[d], True, 0.0, "all", ctx.bs) for d in picks}
+        variants = VARIANTS if len(run.model.latent_sizes) > 1 else VARIANTS[:1]
+        recon = {d: _edit(run, originals[d], True, 0.0, VARIANTS[0], ctx.bs) for d in picks}
         ctx.put(
             name,
             "edit.psnr_upper_recon",
@@ -161,23 +148,23 @@ def section_editing(ctx: Context) -> None:
             ),
             "upper-face PSNR of the plain reconstruction (what an edit cannot beat)",
         )
-        for levels in level_sets:
+        for variant in variants:
             for strength in strengths:
                 edited = {
-                    d: _edit(run, originals[d], mask, strength, levels, ctx.bs)
+                    d: _edit(run, originals[d], mask, strength, variant, ctx.bs)
                     for d, _, mask in DIRECTIONS
                 }
-                record(name, {"strength": strength, "levels": levels}, edited)
-                if levels == "all" or strength == 1.0:
+                record(name, {"strength": strength, "edit": variant}, edited)
+                if variant == VARIANTS[0] or strength == 1.0:
                     shown.append(
                         (
-                            f"{name}: {levels}, x{strength:g}",
+                            f"{name}: {_variant_name(variant)}, x{strength:g}",
                             torch.cat([edited[d][:4] for d in picks]),
                         )
                     )
         _conditional(ctx, i, fid, refs)
     pasted = {d: paste_lower_face(originals[d], means[target], rows) for d, target, _ in DIRECTIONS}
-    record(REFERENCE, {"strength": None, "levels": None}, pasted)
+    record(REFERENCE, {"strength": None, "edit": None}, pasted)
     shown.append(("pasted mean lower face", torch.cat([pasted[d][:4] for d in picks])))
     ctx.tables["editing"] = table
     _report(ctx, table, shown, rows)
@@ -195,6 +182,7 @@ def _conditional(
             seed=ctx.seed("editing", label),
             mask=bool(label),
             bn_batches=int(ctx.cfg.get("sampling_bn_batches", 20)),
+            confidence=ctx.cfg.get("edit_confidence"),
         ).cpu()
         feats, probs = ctx.cnn_predict(images)
         ctx.put(
@@ -227,9 +215,17 @@ LABELS = {
 }
 
 
+def _variant_name(variant: tuple | None) -> str:
+    """How an edit is named in the report: which levels, and where on the face."""
+    if variant is None:
+        return "paste"
+    levels, region = variant
+    return "top latent" if levels == "top" else f"every level, {region} face"
+
+
 def _label(key: str) -> str:
     what, d = key.rsplit("_", 1)
-    return f"mask {d} (strength 1, every level): {LABELS[what]}"
+    return f"mask {d} (strength 1, every level, lower face): {LABELS[what]}"
 
 
 def _report(ctx: Context, table: list[dict[str, Any]], shown, rows: int) -> None:
@@ -239,23 +235,26 @@ def _report(ctx: Context, table: list[dict[str, Any]], shown, rows: int) -> None
             "editing",
             "editing.png",
             "Edits: four test faces without a mask (left) get one, four with a mask (right) lose "
-            "it. Each model row moves the codes of every level (or the top latent only) by the "
-            "class-mean difference times the strength; the last row pastes the other class's "
-            f"mean image below row {rows}.",
+            "it. Each model row moves the codes of every level below the upper face (or over "
+            "the whole face, or the top latent only) by the class-mean difference times the "
+            f"strength; the last row pastes the other class's mean image below row {rows}.",
         ),
     )
     keys = list(
-        dict.fromkeys(k for r in table for k in r if k not in ("model", "strength", "levels"))
+        dict.fromkeys(k for r in table for k in r if k not in ("model", "strength", "edit"))
     )
-    head = "| model | levels | strength | " + " | ".join(keys) + " |"
+    head = "| model | edit | strength | " + " | ".join(keys) + " |"
     lines = [head, "|---|---|---:|" + "---:|" * len(keys)]
     for r in table:
-        cells = [r["model"], r["levels"] or "paste", r["strength"], *(r.get(k) for k in keys)]
+        cells = [r["model"], _variant_name(r["edit"]), r["strength"], *(r.get(k) for k in keys)]
         lines.append("| " + " | ".join(R.fmt(c) for c in cells) + " |")
     ctx.note(
         "editing",
         f"The upper face is rows 0-{rows - 1}, the rows where the mean training "
         "images with and without a mask differ least (the cut of a two-step least-squares fit to "
         "their per-row mean absolute difference). Every edit (metrics.json `tables.editing`); the "
-        "reference column is the pasted baseline.\n\n" + "\n".join(lines),
+        "reference column is the pasted baseline. Class-conditional samples keep the run's sampler's "
+        f"draws that its attribute's probe assigns to the class with P > "
+        f"{ctx.cfg.get('edit_confidence') or CONFIDENCE:g}."
+        "\n\n" + "\n".join(lines),
     )

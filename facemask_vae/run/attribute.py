@@ -45,12 +45,14 @@ def fit_run_attribute(
     labels: torch.Tensor,
     probe_all_levels: bool,
     seed: int = 0,
+    lower_start: float | None = None,
 ) -> RunAttribute:
     """Fit to every level's training codes, flattened (N x sum(latent_sizes)), and their labels
-    (N, 1: with mask); the probe reads every level or the top latent, as the run's sampler draws."""
+    (N, 1: with mask); the probe reads every level or the top latent, as the run's sampler draws;
+    ``lower_start``: where the lower face begins (``lower_face_start`` of the training images)."""
     t0 = time.perf_counter()
     levels = model.unflatten_codes(codes)
-    attribute = fit_attribute(levels, labels, probe_all_levels, seed)
+    attribute = fit_attribute(levels, labels, probe_all_levels, seed, lower_start)
     return RunAttribute(attribute, weights_digest(model), len(codes), time.perf_counter() - t0)
 
 

@@ -23,6 +23,7 @@ from facemask_vae.run.attribute import fit_run_attribute
 from facemask_vae.run.files import training_codes
 from facemask_vae.run.sampler import FILE, RunSampler, fit_run_sampler
 from facemask_vae.sampling import parse_name
+from facemask_vae.sampling.attribute import lower_face_start
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,12 @@ class FitRunSampler(pl.Callback):
         path = fitted.save(run_dir / FILE)
         try:
             attribute = fit_run_attribute(
-                model, codes, labels, fitted.sampler.all_levels, self.seed
+                model,
+                codes,
+                labels,
+                fitted.sampler.all_levels,
+                self.seed,
+                lower_face_start(images, labels, dm.to_float),
             )
         except (ValueError, RuntimeError) as e:
             log.warning("run attribute: not fitted (%s); load_run will fit one on first use", e)

@@ -20,7 +20,11 @@ from facemask_vae.run.files import CheckpointError, training_codes
 from facemask_vae.run.sampler import FILE as SAMPLER_FILE
 from facemask_vae.run.sampler import RunSampler, fit_run_sampler, load_run_sampler
 from facemask_vae.sampling import LatentSampler, PriorSampler
-from facemask_vae.sampling.attribute import ClassConditionalSampler, MaskAttribute
+from facemask_vae.sampling.attribute import (
+    ClassConditionalSampler,
+    MaskAttribute,
+    lower_face_start,
+)
 
 
 def as_model_input(images: torch.Tensor, model: Autoencoder) -> torch.Tensor:
@@ -154,6 +158,13 @@ class LoadedRun:
         path = self.attribute_path
         if self._attribute is None and path is not None and path.is_file():
             self._attribute = load_run_attribute(path, self.model)
+            if self._attribute.attribute.lower_start is None:
+                warnings.warn(
+                    f"{self.name}: its {ATTRIBUTE_FILE} was fitted before attributes knew where "
+                    "the lower face begins: fitting it again, once",
+                    stacklevel=2,
+                )
+                self.fit_attribute()
         if self._attribute is None:
             warnings.warn(
                 f"{self.name}: no {ATTRIBUTE_FILE} in its run directory (trained before runs "
@@ -170,7 +181,8 @@ class LoadedRun:
         images, labels, to_float = self._train_data()
         all_levels = self._own_sampler().sampler.all_levels
         codes = training_codes(self.model, images, to_float, all_levels=True)
-        self._attribute = fit_run_attribute(self.model, codes, labels, all_levels)
+        lower = lower_face_start(images, labels, to_float)
+        self._attribute = fit_run_attribute(self.model, codes, labels, all_levels, 0, lower)
         if self.attribute_path is not None:
             self._attribute.save(self.attribute_path)
         return self._attribute
@@ -184,10 +196,12 @@ class LoadedRun:
         sampler: str | LatentSampler | None = None,
         mask: bool | None = None,
         bn_batches: int | None = None,
+        confidence: float | None = None,
     ) -> torch.Tensor:
         """n images (n x 3 x S x S in [0, 1]) from the run's own sampler at its temperature, or
         from ``sampler="prior"`` (N(0, I)) or another sampler object; ``mask`` True or False
-        keeps only draws of that class (the run's attribute probe decides); ``bn_batches``:
+        keeps only draws the run's attribute probe assigns to that class with ``confidence``
+        (None: 0.99, ``sampling.attribute.CONFIDENCE``); ``bn_batches``:
         batches the sampling BN statistics are estimated on (None: the model's default). A run
         saved without a sampler fits one on first use, and says so."""
         if sampler == "prior":
@@ -202,7 +216,8 @@ class LoadedRun:
                 f"sampler is None (the run's own), 'prior' or a sampler, got {sampler!r}"
             )
         if mask is not None:
-            draw_from = ClassConditionalSampler(draw_from, self.attribute, bool(mask))
+            extra = {} if confidence is None else {"confidence": float(confidence)}
+            draw_from = ClassConditionalSampler(draw_from, self.attribute, bool(mask), **extra)
         g = None if seed is None else torch.Generator(self.model.device).manual_seed(int(seed))
         temperature = t if temperature is None else float(temperature)
         return self.model.sample(
@@ -210,13 +225,21 @@ class LoadedRun:
         )
 
     def edit(
-        self, images: torch.Tensor, mask: bool, strength: float = 1.0, levels: str = "all"
+        self,
+        images: torch.Tensor,
+        mask: bool,
+        strength: float = 1.0,
+        levels: str = "all",
+        region: str = "lower",
     ) -> torch.Tensor:
         """``images`` (B x 3 x S x S, uint8 or [0, 1]) with a mask put on (``mask=True``) or
         taken off: encoded, every level's code (or the top latent's, ``levels="top"``) moved
-        ``strength`` class-mean differences, decoded. Returns B x 3 x S x S in [0, 1]."""
+        ``strength`` class-mean differences, decoded; on spatial levels, below the upper face
+        only (``region="lower"``, learnt from the training images) or everywhere (``"all"``).
+        Returns B x 3 x S x S in [0, 1]."""
         x = as_model_input(images, self.model)
         codes = self.model.encode_levels(x)
         n = len(self.model.latent_sizes)  # latent levels; deterministic skips pass through
-        moved = self.attribute.shift(codes[:n], bool(mask), strength, levels) + codes[n:]
+        moved = self.attribute.shift(codes[:n], bool(mask), strength, levels, region)
+        moved += codes[n:]
         return self.model.decode(moved[0], moved[1:] or None)

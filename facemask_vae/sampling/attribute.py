@@ -6,8 +6,11 @@ the codes a run's sampler draws (flattened, every level or the top latent alone)
 difference of the class means at a level is that level's *mask direction*: adding it puts a mask
 on, subtracting it takes one off (:meth:`MaskAttribute.shift`). The probe's P(mask | code)
 turns any sampler into a class-conditional one by rejection (:class:`ClassConditionalSampler`):
-it keeps the draws the probe assigns to the class (P above or below 0.5), i.e. the sampler's
-density cut to the probe's side of its decision boundary.
+it keeps the draws the probe assigns to the class with confidence (P above ``confidence`` for a
+mask, below 1 - ``confidence`` without; 0.99 by default, where the domain CNN agrees with the
+probe far more often than at 0.5). Where the mask sits is learnt from the data too: the upper
+face is where the two classes' mean images differ least (:func:`upper_face_rows`), and an edit
+moves the spatial levels' codes below it only (``region="lower"``), keeping the upper face.
 Everything is kept as float32 tensors, saved and loaded as plain state (``torch.load`` with
 ``weights_only=True``).
 """
@@ -24,13 +27,62 @@ from facemask_vae.sampling.samplers import LatentSampler
 
 #: which latent levels an edit moves: every level, or the top latent alone
 LEVELS = ("all", "top")
+#: where on the spatial levels an edit moves the codes: below the upper face, or everywhere
+REGIONS = ("lower", "all")
+#: the probe confidence a class-conditional draw must reach (P > c, or P < 1 - c)
+CONFIDENCE = 0.99
+
+
+def upper_face_rows(with_mask: torch.Tensor, without: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """How many rows from the top make the upper face, where the two classes' mean images
+    (3 x H x W in [0, 1]) differ least: the cut of a two-step fit to the per-row mean absolute
+    difference (least squares, the cut between H/4 and 3H/4, the upper step the lower one).
+    Returns the cut and the per-row difference (H)."""
+    diff = (with_mask - without).abs().mean(dim=(0, 2))
+    h, best = len(diff), None
+    for r in range(max(1, h // 4), 3 * h // 4 + 1):
+        up, down = diff[:r], diff[r:]
+        sse = float(((up - up.mean()) ** 2).sum() + ((down - down.mean()) ** 2).sum())
+        if up.mean() < down.mean() and (best is None or sse < best[0]):
+            best = (sse, r)
+    if best is None:
+        raise ValueError("the classes' mean images differ most at the top: no upper face to keep")
+    return best[1], diff
+
+
+@torch.no_grad()
+def class_mean_images(
+    images: torch.Tensor, labels: torch.Tensor, to_float: Any, batch: int = 512
+) -> list[torch.Tensor]:
+    """The mean image of each class (0: without a mask, 1: with), 3 x H x W in [0, 1], of uint8
+    ``images`` (N x 3 x H x W) summed batch by batch."""
+    labels = torch.as_tensor(labels).cpu()
+    out = []
+    for k in (0, 1):
+        chosen = images[labels == k]
+        if len(chosen) == 0:
+            raise ValueError(f"no images of class {k}: both classes are needed")
+        total = sum(
+            to_float(chosen[i : i + batch]).float().sum(0).cpu()
+            for i in range(0, len(chosen), batch)
+        )
+        out.append(total / len(chosen))
+    return out
+
+
+def lower_face_start(images: torch.Tensor, labels: torch.Tensor, to_float: Any) -> float:
+    """Where the lower face (where masks sit) begins, as a fraction of the image height: the
+    upper-face cut of the class mean images of uint8 ``images`` with their ``labels``."""
+    without, with_mask = class_mean_images(images, labels, to_float)
+    return upper_face_rows(with_mask, without)[0] / with_mask.shape[-2]
 
 
 @dataclass
 class MaskAttribute:
     """Class means of every level's codes (``means[label][level]``, label 0: without a mask, 1:
-    with) and a logistic probe on ``probe_dim``-d flattened codes (standardised by ``center`` and
-    ``scale``, then ``weight``, ``bias``)."""
+    with), a logistic probe on ``probe_dim``-d flattened codes (standardised by ``center`` and
+    ``scale``, then ``weight``, ``bias``) and where the lower face begins (``lower_start``, a
+    fraction of the height; None when fitted without images)."""
 
     means: list[list[torch.Tensor]]
     center: torch.Tensor
@@ -38,6 +90,7 @@ class MaskAttribute:
     weight: torch.Tensor
     bias: torch.Tensor
     probe_all_levels: bool
+    lower_start: float | None = None
 
     @property
     def probe_dim(self) -> int:
@@ -48,12 +101,21 @@ class MaskAttribute:
         return self.means[1][level] - self.means[0][level]
 
     def shift(
-        self, codes: list[torch.Tensor], mask: bool, strength: float = 1.0, levels: str = "all"
+        self,
+        codes: list[torch.Tensor],
+        mask: bool,
+        strength: float = 1.0,
+        levels: str = "all",
+        region: str = "lower",
     ) -> list[torch.Tensor]:
         """Codes of every level (B x ... each, top first) moved ``strength`` class-mean
-        differences towards ``mask`` (True: with a mask), at every level or the top alone."""
+        differences towards ``mask`` (True: with a mask), at every level or the top alone; on
+        spatial levels (B x C x H x W) below the upper face only (``region="lower"``) or
+        everywhere (``"all"``)."""
         if levels not in LEVELS:
             raise ValueError(f"levels must be one of {LEVELS}, got {levels!r}")
+        if region not in REGIONS:
+            raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
         if len(codes) != len(self.means[0]):
             raise ValueError(
                 f"{len(codes)} levels of codes given, the attribute was fitted to "
@@ -63,8 +125,21 @@ class MaskAttribute:
         out = []
         for i, c in enumerate(codes):
             if levels == "all" or i == 0:
-                c = c + sign * float(strength) * self.direction(i).to(c)
+                c = c + sign * float(strength) * self._region(self.direction(i), region).to(c)
             out.append(c)
+        return out
+
+    def _region(self, direction: torch.Tensor, region: str) -> torch.Tensor:
+        """``direction`` with its rows above the lower face zeroed, on a spatial level."""
+        if region == "all" or direction.dim() != 3:
+            return direction
+        if self.lower_start is None:
+            raise ValueError(
+                "this attribute does not know where the lower face begins (fitted without "
+                "images): refit it (delete the run's attribute.pt), or pass region='all'"
+            )
+        out = direction.clone()
+        out[:, : round(self.lower_start * direction.shape[1]), :] = 0
         return out
 
     def p_mask(self, flat: torch.Tensor) -> torch.Tensor:
@@ -82,6 +157,7 @@ class MaskAttribute:
             "weight": self.weight,
             "bias": self.bias,
             "probe_all_levels": self.probe_all_levels,
+            "lower_start": self.lower_start,
         }
 
     @classmethod
@@ -98,15 +174,28 @@ class MaskAttribute:
         dims = {parts[k].numel() for k in ("center", "scale", "weight")}
         if len(dims) != 1 or parts["bias"].numel() != 1:
             raise ValueError("the probe's center, scale and weight must have one length")
-        return cls(means=means, probe_all_levels=bool(state["probe_all_levels"]), **parts)
+        lower = state.get("lower_start")
+        if lower is not None and not 0 < float(lower) < 1:
+            raise ValueError(f"lower_start must lie in (0, 1), got {lower}")
+        return cls(
+            means=means,
+            probe_all_levels=bool(state["probe_all_levels"]),
+            lower_start=None if lower is None else float(lower),
+            **parts,
+        )
 
 
 def fit_attribute(
-    levels: list[torch.Tensor], labels: torch.Tensor, probe_all_levels: bool, seed: int = 0
+    levels: list[torch.Tensor],
+    labels: torch.Tensor,
+    probe_all_levels: bool,
+    seed: int = 0,
+    lower_start: float | None = None,
 ) -> MaskAttribute:
     """Fit to codes of every level (N x ... each, top first) and labels (N, 1: with mask): the
     class means, and a logistic regression (scikit-learn, standardised inputs) on the flattened
-    codes of every level or of the top alone."""
+    codes of every level or of the top alone; ``lower_start`` (:func:`lower_face_start`) is
+    kept for region-restricted edits."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -129,19 +218,27 @@ def fit_attribute(
         weight=torch.as_tensor(clf.coef_[0], dtype=torch.float32),
         bias=torch.as_tensor(clf.intercept_[0], dtype=torch.float32),
         probe_all_levels=probe_all_levels,
+        lower_start=lower_start,
     )
 
 
 class ClassConditionalSampler(LatentSampler):
-    """``base``'s draws that ``attribute``'s probe assigns to one class (P > 0.5 for ``mask``,
-    < 0.5 without): the base density cut to that side of the probe's boundary. Draws until ``n``
-    are kept, at most
-    ``max_rounds`` rounds of 2n; fails clearly if the class is that rare under ``base``."""
+    """``base``'s draws that ``attribute``'s probe assigns to one class with ``confidence`` (P >
+    c for ``mask``, P < 1 - c without): the base density cut to that side of the probe's
+    boundary, a margin away from it. Draws until ``n`` are kept, at most ``max_rounds`` rounds
+    of 2n; fails clearly if the class is that rare under ``base``."""
 
     def __init__(
-        self, base: LatentSampler, attribute: MaskAttribute, mask: bool, max_rounds: int = 50
+        self,
+        base: LatentSampler,
+        attribute: MaskAttribute,
+        mask: bool,
+        max_rounds: int = 50,
+        confidence: float = CONFIDENCE,
     ) -> None:
         super().__init__(base.all_levels)
+        if not 0.5 <= float(confidence) < 1:
+            raise ValueError(f"confidence must lie in [0.5, 1), got {confidence}")
         if base.dim is None:
             raise ValueError(f"the {base.name} sampler is not fitted")
         want = base.dim if base.all_levels == attribute.probe_all_levels else None
@@ -153,14 +250,15 @@ class ClassConditionalSampler(LatentSampler):
             )
         self.base, self.attribute, self.mask = base, attribute, bool(mask)
         self.kind, self.dim, self.max_rounds = base.kind, base.dim, int(max_rounds)
+        self.confidence = float(confidence)
 
     @property
     def name(self) -> str:
-        return f"{self.base.name} | {'mask' if self.mask else 'no mask'}"
+        return f"{self.base.name} | {'mask' if self.mask else 'no mask'} (P {self.confidence:g})"
 
     @property
     def fingerprint(self) -> str:
-        return f"{self.base.fingerprint}|mask={self.mask}"
+        return f"{self.base.fingerprint}|mask={self.mask}|p={self.confidence!r}"
 
     def sample(
         self,
@@ -174,14 +272,15 @@ class ClassConditionalSampler(LatentSampler):
         for _ in range(self.max_rounds):
             z = self.base.sample(2 * n, temperature, generator, device)
             p = self.attribute.p_mask(z)
-            z = z[(p > 0.5) if self.mask else (p < 0.5)]
+            z = z[(p > self.confidence) if self.mask else (p < 1 - self.confidence)]
             kept.append(z)
             have += len(z)
             if have >= n:
                 return torch.cat(kept)[:n]
         raise RuntimeError(
             f"{self.name}: {have} of {2 * n * self.max_rounds} draws fell in the class; the "
-            "sampler rarely draws it at this temperature"
+            f"sampler rarely draws it at this temperature with P > {self.confidence:g}: pass a "
+            "lower confidence (run.sample(..., confidence=0.9); eval: edit_confidence=0.9)"
         )
 
     def state_dict(self) -> dict[str, Any]:
