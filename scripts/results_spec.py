@@ -125,6 +125,15 @@ PROBES = Table(
     ),
 )
 
+CURVES = Table(
+    _HEAD,
+    (
+        _row("final training loss (nats/image)", AVV, _RUNS, "train.train_loss", ",.0f"),
+        _row("final validation loss", AVV, _RUNS, "train.val_loss", ",.0f"),
+        _row("best validation loss", AVV, _RUNS, "train.best_val_loss", ",.0f"),
+    ),
+)
+
 # -- beyond the seed's list -------------------------------------------------------------------
 
 _VAES = ("vae-linear", "vae_unet-linear", "vae_unet_det-linear")
@@ -371,6 +380,7 @@ TABLES = {
     "latent": LATENT,
     "interpolation": INTERPOLATION,
     "probes": PROBES,
+    "curves": CURVES,
     "unet": UNET,
     "annealing": ANNEALING,
     "strategies": STRATEGIES,

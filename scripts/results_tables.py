@@ -59,6 +59,29 @@ class One:
 
 
 @dataclass(frozen=True)
+class Row:
+    """One value of a row of a report's table (``tables.<table>`` in metrics.json): the row
+    whose entries equal ``where``'s, e.g. (("model", "ae"), ("strength", 1.0))."""
+
+    file: str
+    table: str
+    where: tuple[tuple[str, object], ...]
+    key: str
+    fmt: str = ".3f"
+
+    def text(self) -> str:
+        rows = json.loads((RESULTS / self.file).read_text()).get("tables", {}).get(self.table)
+        if rows is None:
+            raise KeyError(f"docs/results/{self.file} has no table {self.table!r}")
+        hits = [r for r in rows if all(r.get(k) == v for k, v in self.where)]
+        if len(hits) != 1:
+            raise KeyError(
+                f"docs/results/{self.file}: {len(hits)} rows of {self.table!r} match {self.where}"
+            )
+        return format(hits[0][self.key], self.fmt)
+
+
+@dataclass(frozen=True)
 class Seeds:
     """Mean ± sd (n - 1) over seeds: one (file, run) per seed, or a seeds file's list of values."""
 
