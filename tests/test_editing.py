@@ -56,8 +56,8 @@ def test_the_directions_are_the_class_mean_differences_and_shift_moves_along_the
 
 
 def test_a_lower_face_edit_keeps_the_spatial_codes_above_the_cut():
-    """lower_start 0.5 on a 3-row level: row 0 (round(1.5) = 2 rows) stays, row 2 moves; the top
-    latent, a vector, moves whole. Without a cut the lower-face edit says how to get one."""
+    """lower_start 0.5 on a 3-row level: rows 0-1 stay (1.5 rounds half up to 2), row 2 moves;
+    the top latent, a vector, moves whole. Without a cut the lower-face edit names the fix."""
     levels, y = _codes()
     attr = fit_attribute(levels, y, probe_all_levels=True, lower_start=0.5)
     on = attr.shift(levels, mask=True, strength=1.0)  # region="lower" is the default
@@ -69,10 +69,18 @@ def test_a_lower_face_edit_keeps_the_spatial_codes_above_the_cut():
     with pytest.raises(ValueError, match="region must be one of"):
         attr.shift(levels, mask=True, region="upper")
     uncut = fit_attribute(levels, y, probe_all_levels=True)
-    with pytest.raises(ValueError, match=r"does not know where the lower face begins.*attribute"):
+    with pytest.raises(
+        ValueError, match=r"does not know where the lower face begins.*region='all'"
+    ):
         uncut.shift(levels, mask=True)
     top = uncut.shift(levels, True, levels="top")  # the top latent needs no cut
     assert torch.allclose(top[0], on[0]) and torch.equal(top[1], levels[1])
+    # rows round half up at every height: 0.5 of 1 row keeps it, 0.5 of 2 rows keeps one
+    d1 = attr._region(torch.ones(2, 1, 4), "lower")
+    d2 = attr._region(torch.ones(2, 2, 4), "lower")
+    assert d1.sum() == 0 and d2[:, 0].sum() == 0 and d2[:, 1].sum() == 8
+    with pytest.raises(ValueError, match="lower_start must lie in"):
+        fit_attribute(levels, y, probe_all_levels=True, lower_start=1.5)
 
 
 def test_the_lower_face_starts_where_masks_make_the_class_means_differ():
@@ -198,7 +206,7 @@ def test_edit_refuses_bad_images_with_the_fix(runs, images, match):
 
 def test_conditional_samples_come_from_the_runs_sampler_cut_to_the_asked_class(runs, monkeypatch):
     run = load_run(runs["vae_unet"])
-    with pytest.raises(RuntimeError, match="pass a lower confidence"):
+    with pytest.raises(RuntimeError, match=r"pass a lower one.*confidence=0\.9"):
         run.sample(5, seed=0, mask=True)  # a 2-step model's probe is never 99% sure
     a, b = (run.sample(5, seed=0, mask=True, confidence=0.5) for _ in range(2))
     assert a.shape == (5, 3, 32, 32) and torch.equal(a, b)
@@ -277,14 +285,31 @@ def test_the_upper_face_ends_where_the_class_means_start_to_differ():
     assert torch.equal(pasted[..., 10:, :], with_mask[..., 10:, :].expand(2, -1, -1, -1))
 
 
-def test_an_attribute_saved_without_the_lower_face_cut_is_fitted_again_once(runs, tmp_path):
+def test_an_attribute_saved_without_the_lower_face_cut_gets_it_once(runs, tmp_path):
+    """An attribute.pt from before the cut: its probe and means are kept, the cut is added from
+    the training images and saved, so the second load is silent."""
+    import warnings
+
     from facemask_vae.run.files import save_state
 
     dst = _copy(runs["vae_unet"], tmp_path, "older")
     state = torch.load(dst / FILE, weights_only=True)
-    state["attribute"]["lower_start"] = None
+    del state["attribute"]["lower_start"]
     save_state({k: v for k, v in state.items() if k != "format"}, dst / FILE)
-    with pytest.warns(UserWarning, match="before attributes knew where the lower face begins"):
+    with pytest.warns(UserWarning, match="predates the lower-face cut: added it"):
         attr = load_run(dst).attribute
     assert attr.lower_start is not None
-    assert load_run(dst).attribute.lower_start == pytest.approx(attr.lower_start)  # saved
+    assert torch.equal(attr.weight, state["attribute"]["weight"])  # the probe is the old one
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_run(dst).attribute.lower_start == pytest.approx(attr.lower_start)
+
+
+def test_confidence_without_a_class_and_unknown_edits_are_refused_before_any_work(runs):
+    run = load_run(runs["ae"])
+    with pytest.raises(ValueError, match="pass mask=True or False"):
+        run.sample(2, confidence=0.9)
+    with pytest.raises(ValueError, match="confidence must lie in"):
+        run.sample(2, mask=True, confidence=1.2)
+    with pytest.raises(ValueError, match="region must be one of"):
+        run.edit(torch.zeros(1, 3, 32, 32), mask=True, region="upper")

@@ -16,13 +16,20 @@ from facemask_vae import report as R
 from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, batches
 from facemask_vae.evaluation.sample_fid import SampleFid
-from facemask_vae.sampling.attribute import CONFIDENCE, class_mean_images, upper_face_rows
+from facemask_vae.sampling.attribute import (
+    CONFIDENCE,
+    check_confidence,
+    class_mean_images,
+    upper_face_rows,
+)
 
 #: (direction, target label, edit's ``mask``): mask on for faces without one, off for the rest
 DIRECTIONS = (("on", 1, True), ("off", 0, False))
 #: the edits measured on a model with latents at several levels, (levels, region); the first
 #: is the default edit, the headline; a one-level model has only that one
 VARIANTS = (("all", "lower"), ("all", "all"), ("top", "all"))
+#: what tells the editing table's rows apart, beside the model
+SETTING = ("strength", "levels", "region")
 
 
 def paste_lower_face(images: torch.Tensor, mean_image: torch.Tensor, rows: int) -> torch.Tensor:
@@ -48,13 +55,11 @@ def check_config(cfg: Any) -> None:
             f"{list(strengths)}; e.g. edit_strengths=[1.0,2.0]"
         )
     conf = cfg.get("edit_confidence")
-    if conf is not None and (
-        isinstance(conf, bool) or not isinstance(conf, int | float) or not 0.5 <= conf < 1
-    ):
-        raise ConfigError(
-            f"edit_confidence must be null (the API's {CONFIDENCE}) or a number in [0.5, 1), "
-            f"got {conf}"
-        )
+    if conf is not None:
+        try:
+            check_confidence(conf)
+        except ValueError as e:
+            raise ConfigError(f"edit_confidence: {e} (null: run.sample's {CONFIDENCE})") from e
     for key in ("edit_images", "edit_samples"):
         value = cfg.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -120,7 +125,8 @@ def section_editing(ctx: Context) -> None:
 
     def record(col: str, setting: dict[str, Any], edited: dict[str, torch.Tensor]) -> None:
         row = {"model": col, **setting}
-        headline = setting["strength"] in (1.0, None) and setting["edit"] in (VARIANTS[0], None)
+        edit = (setting["levels"], setting["region"])
+        headline = setting["strength"] in (1.0, None) and edit in (VARIANTS[0], (None, None))
         for d, target, _ in DIRECTIONS:
             s = _scores(ctx, originals[d], edited[d], target, rows)
             if fid is not None and headline:  # FID on the headline edits only: it is slow
@@ -129,11 +135,12 @@ def section_editing(ctx: Context) -> None:
         table.append(row)
         if headline:
             for k, v in row.items():
-                if k not in ("model", "strength", "edit"):
+                if k not in ("model", *SETTING):
                     ctx.put(col, f"edit.{k}", v, _label(k))
 
     for i, (name, run) in enumerate(zip(ctx.names, ctx.runs, strict=True)):
-        variants = VARIANTS if len(run.model.latent_sizes) > 1 else VARIANTS[:1]
+        # region matters where codes are spatial; one level has only the default edit
+        variants = VARIANTS if run.attribute.spatial else VARIANTS[:1]
         recon = {d: _edit(run, originals[d], True, 0.0, VARIANTS[0], ctx.bs) for d in picks}
         ctx.put(
             name,
@@ -154,17 +161,18 @@ def section_editing(ctx: Context) -> None:
                     d: _edit(run, originals[d], mask, strength, variant, ctx.bs)
                     for d, _, mask in DIRECTIONS
                 }
-                record(name, {"strength": strength, "edit": variant}, edited)
+                setting = {"strength": strength, "levels": variant[0], "region": variant[1]}
+                record(name, setting, edited)
                 if variant == VARIANTS[0] or strength == 1.0:
                     shown.append(
                         (
-                            f"{name}: {_variant_name(variant)}, x{strength:g}",
+                            f"{name}: {_variant_name(*variant)}, x{strength:g}",
                             torch.cat([edited[d][:4] for d in picks]),
                         )
                     )
         _conditional(ctx, i, fid, refs)
     pasted = {d: paste_lower_face(originals[d], means[target], rows) for d, target, _ in DIRECTIONS}
-    record(REFERENCE, {"strength": None, "edit": None}, pasted)
+    record(REFERENCE, dict.fromkeys(SETTING), pasted)
     shown.append(("pasted mean lower face", torch.cat([pasted[d][:4] for d in picks])))
     ctx.tables["editing"] = table
     _report(ctx, table, shown, rows)
@@ -176,13 +184,20 @@ def _conditional(
     """Run ``i``'s class-conditional samples: the CNN's accuracy on them, their domain FD (and
     FID) to the real test images of the class."""
     name, run, n = ctx.names[i], ctx.runs[i], int(ctx.cfg.edit_samples)
+    confidence = ctx.cfg.get("edit_confidence")
+    ctx.put(
+        name,
+        "cond.confidence",
+        CONFIDENCE if confidence is None else float(confidence),
+        "conditional samples: the probe confidence a draw needs",
+    )
     for label, word in ((1, "mask"), (0, "nomask")):
         images = run.sample(
             n,
             seed=ctx.seed("editing", label),
             mask=bool(label),
             bn_batches=int(ctx.cfg.get("sampling_bn_batches", 20)),
-            confidence=ctx.cfg.get("edit_confidence"),
+            confidence=confidence,
         ).cpu()
         feats, probs = ctx.cnn_predict(images)
         ctx.put(
@@ -215,17 +230,18 @@ LABELS = {
 }
 
 
-def _variant_name(variant: tuple | None) -> str:
+def _variant_name(levels: str | None, region: str | None) -> str:
     """How an edit is named in the report: which levels, and where on the face."""
-    if variant is None:
+    if levels is None:
         return "paste"
-    levels, region = variant
-    return "top latent" if levels == "top" else f"every level, {region} face"
+    if levels == "top":
+        return "top latent"
+    return "every level" + {"lower": ", below the upper face", "all": ", whole face"}[region]
 
 
 def _label(key: str) -> str:
     what, d = key.rsplit("_", 1)
-    return f"mask {d} (strength 1, every level, lower face): {LABELS[what]}"
+    return f"mask {d} (strength 1, the default edit): {LABELS[what]}"
 
 
 def _report(ctx: Context, table: list[dict[str, Any]], shown, rows: int) -> None:
@@ -240,13 +256,12 @@ def _report(ctx: Context, table: list[dict[str, Any]], shown, rows: int) -> None
             f"strength; the last row pastes the other class's mean image below row {rows}.",
         ),
     )
-    keys = list(
-        dict.fromkeys(k for r in table for k in r if k not in ("model", "strength", "edit"))
-    )
+    keys = list(dict.fromkeys(k for r in table for k in r if k not in ("model", *SETTING)))
     head = "| model | edit | strength | " + " | ".join(keys) + " |"
     lines = [head, "|---|---|---:|" + "---:|" * len(keys)]
     for r in table:
-        cells = [r["model"], _variant_name(r["edit"]), r["strength"], *(r.get(k) for k in keys)]
+        edit = _variant_name(r["levels"], r["region"])
+        cells = [r["model"], edit, r["strength"], *(r.get(k) for k in keys)]
         lines.append("| " + " | ".join(R.fmt(c) for c in cells) + " |")
     ctx.note(
         "editing",
@@ -254,7 +269,8 @@ def _report(ctx: Context, table: list[dict[str, Any]], shown, rows: int) -> None
         "images with and without a mask differ least (the cut of a two-step least-squares fit to "
         "their per-row mean absolute difference). Every edit (metrics.json `tables.editing`); the "
         "reference column is the pasted baseline. Class-conditional samples keep the run's sampler's "
-        f"draws that its attribute's probe assigns to the class with P > "
-        f"{ctx.cfg.get('edit_confidence') or CONFIDENCE:g}."
+        "draws its attribute's probe assigns to the class with confidence "
+        f"{ctx.cfg.get('edit_confidence') or CONFIDENCE:g} (P above it for a mask, below one "
+        "minus it without)."
         "\n\n" + "\n".join(lines),
     )

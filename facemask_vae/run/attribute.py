@@ -1,5 +1,5 @@
-"""A trained run's mask attribute: the class means of its training codes at every latent level
-and a probe on the codes its sampler draws (:class:`~facemask_vae.sampling.attribute.MaskAttribute`),
+"""A trained run's mask attribute: the class means of its training codes at every latent level,
+where its training images' lower face begins, and a probe on the codes its sampler draws (:class:`~facemask_vae.sampling.attribute.MaskAttribute`),
 fitted to the best checkpoint with the run's sampler and saved beside it as ``attribute.pt``.
 What ``run.edit`` and ``run.sample(n, mask=...)`` use; checked against the weights like the
 sampler file.
@@ -8,6 +8,7 @@ sampler file.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 
 from facemask_vae.models import Autoencoder
 from facemask_vae.run.files import RunFileError, read_checked, save_state, weights_digest
-from facemask_vae.sampling.attribute import MaskAttribute, fit_attribute
+from facemask_vae.sampling.attribute import MaskAttribute, fit_attribute, lower_face_start
 
 FILE = "attribute.pt"
 
@@ -37,6 +38,17 @@ class RunAttribute:
             "fit_seconds": self.fit_seconds,
         }
         return save_state(state, path)
+
+
+def find_lower_start(images: torch.Tensor, labels: torch.Tensor, to_float) -> float | None:
+    """Where the lower face of the training images begins (a fraction of the height), or None
+    with a warning when the classes' mean images show no upper face: edits then need
+    ``region="all"``, and everything else still works."""
+    try:
+        return lower_face_start(images, labels, to_float)
+    except ValueError as e:
+        warnings.warn(f"no lower-face cut ({e}): edits need region='all'", stacklevel=2)
+        return None
 
 
 def fit_run_attribute(

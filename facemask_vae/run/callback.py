@@ -1,6 +1,7 @@
 """The callback that fits what a run carries, at the end of training: its sampler
 (:mod:`.sampler`, ``sampler.pt``) and its mask attribute (:mod:`.attribute`, ``attribute.pt``),
-both from one pass over the best checkpoint's training codes."""
+both from one pass over the best checkpoint's training codes (and the lower-face cut
+from the training images themselves)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,10 @@ from facemask_vae.callbacks import has_sync_bn, save_and_log_grids
 from facemask_vae.lit.module import model_state
 from facemask_vae.models import Autoencoder
 from facemask_vae.run.attribute import FILE as ATTRIBUTE_FILE
-from facemask_vae.run.attribute import fit_run_attribute
+from facemask_vae.run.attribute import find_lower_start, fit_run_attribute
 from facemask_vae.run.files import training_codes
 from facemask_vae.run.sampler import FILE, RunSampler, fit_run_sampler
 from facemask_vae.sampling import parse_name
-from facemask_vae.sampling.attribute import lower_face_start
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class FitRunSampler(pl.Callback):
                 labels,
                 fitted.sampler.all_levels,
                 self.seed,
-                lower_face_start(images, labels, dm.to_float),
+                find_lower_start(images, labels, dm.to_float),
             )
         except (ValueError, RuntimeError) as e:
             log.warning("run attribute: not fitted (%s); load_run will fit one on first use", e)

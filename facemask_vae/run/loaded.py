@@ -15,7 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from facemask_vae.models import Autoencoder
 from facemask_vae.run.attribute import FILE as ATTRIBUTE_FILE
-from facemask_vae.run.attribute import RunAttribute, fit_run_attribute, load_run_attribute
+from facemask_vae.run.attribute import (
+    RunAttribute,
+    find_lower_start,
+    fit_run_attribute,
+    load_run_attribute,
+)
 from facemask_vae.run.files import CheckpointError, training_codes
 from facemask_vae.run.sampler import FILE as SAMPLER_FILE
 from facemask_vae.run.sampler import RunSampler, fit_run_sampler, load_run_sampler
@@ -23,7 +28,8 @@ from facemask_vae.sampling import LatentSampler, PriorSampler
 from facemask_vae.sampling.attribute import (
     ClassConditionalSampler,
     MaskAttribute,
-    lower_face_start,
+    check_confidence,
+    check_edit,
 )
 
 
@@ -157,14 +163,10 @@ class LoadedRun:
         codes), loaded, or fitted and saved on first use with a warning."""
         path = self.attribute_path
         if self._attribute is None and path is not None and path.is_file():
-            self._attribute = load_run_attribute(path, self.model)
-            if self._attribute.attribute.lower_start is None:
-                warnings.warn(
-                    f"{self.name}: its {ATTRIBUTE_FILE} was fitted before attributes knew where "
-                    "the lower face begins: fitting it again, once",
-                    stacklevel=2,
-                )
-                self.fit_attribute()
+            loaded = load_run_attribute(path, self.model)
+            if loaded.attribute.lower_start is None and loaded.attribute.spatial:
+                self._add_lower_start(loaded)
+            self._attribute = loaded
         if self._attribute is None:
             warnings.warn(
                 f"{self.name}: no {ATTRIBUTE_FILE} in its run directory (trained before runs "
@@ -175,13 +177,36 @@ class LoadedRun:
         assert self._attribute is not None
         return self._attribute.attribute
 
+    def _add_lower_start(self, loaded: RunAttribute) -> None:
+        """Give an attribute saved without the lower-face cut its cut, from the run's training
+        images (a pass over them, no encoding), and save it; warn and leave it if it cannot."""
+        try:
+            images, labels, to_float = self._train_data()
+        except CheckpointError as e:
+            warnings.warn(
+                f"{self.name}: its {ATTRIBUTE_FILE} does not know where the lower face begins and "
+                f"the training images are not at hand ({e}): edits need region='all'",
+                stacklevel=3,
+            )
+            return
+        lower = find_lower_start(images, labels, to_float)
+        if lower is not None:
+            loaded.attribute.lower_start = lower
+            if self.attribute_path is not None:
+                loaded.save(self.attribute_path)
+            warnings.warn(
+                f"{self.name}: its {ATTRIBUTE_FILE} predates the lower-face cut: added it "
+                f"(the lower face begins {lower:.0%} down) and saved it",
+                stacklevel=3,
+            )
+
     def fit_attribute(self) -> RunAttribute:
         """Fit the mask attribute to the run's training codes and labels, its probe on the codes
         the run's sampler draws, and save it in the run directory."""
         images, labels, to_float = self._train_data()
         all_levels = self._own_sampler().sampler.all_levels
         codes = training_codes(self.model, images, to_float, all_levels=True)
-        lower = lower_face_start(images, labels, to_float)
+        lower = find_lower_start(images, labels, to_float)
         self._attribute = fit_run_attribute(self.model, codes, labels, all_levels, 0, lower)
         if self.attribute_path is not None:
             self._attribute.save(self.attribute_path)
@@ -204,6 +229,10 @@ class LoadedRun:
         (None: 0.99, ``sampling.attribute.CONFIDENCE``); ``bn_batches``:
         batches the sampling BN statistics are estimated on (None: the model's default). A run
         saved without a sampler fits one on first use, and says so."""
+        if confidence is not None:
+            if mask is None:
+                raise ValueError("confidence applies to one class's draws: pass mask=True or False")
+            confidence = check_confidence(confidence)
         if sampler == "prior":
             draw_from, t = PriorSampler(self.model.latent_dim), 1.0
         elif isinstance(sampler, LatentSampler):
@@ -237,6 +266,7 @@ class LoadedRun:
         ``strength`` class-mean differences, decoded; on spatial levels, below the upper face
         only (``region="lower"``, learnt from the training images) or everywhere (``"all"``).
         Returns B x 3 x S x S in [0, 1]."""
+        check_edit(levels, region)
         x = as_model_input(images, self.model)
         codes = self.model.encode_levels(x)
         n = len(self.model.latent_sizes)  # latent levels; deterministic skips pass through

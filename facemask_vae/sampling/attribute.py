@@ -17,6 +17,8 @@ Everything is kept as float32 tensors, saved and loaded as plain state (``torch.
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +79,26 @@ def lower_face_start(images: torch.Tensor, labels: torch.Tensor, to_float: Any) 
     return upper_face_rows(with_mask, without)[0] / with_mask.shape[-2]
 
 
+def check_edit(levels: str, region: str) -> None:
+    """Refuse an edit's ``levels`` or ``region`` that does not exist, naming the choices."""
+    if levels not in LEVELS:
+        raise ValueError(f"levels must be one of {LEVELS}, got {levels!r}")
+    if region not in REGIONS:
+        raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
+
+
+def check_confidence(confidence: float) -> float:
+    """A class-conditional draw's confidence, refused outside [0.5, 1) with the fix."""
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+        raise ValueError(f"confidence must be a number in [0.5, 1), got {confidence!r}")
+    if not 0.5 <= confidence < 1:
+        raise ValueError(
+            f"confidence must lie in [0.5, 1), got {confidence}: e.g. 0.9 (0.5 keeps every draw "
+            "on the class's side of the probe's boundary)"
+        )
+    return float(confidence)
+
+
 @dataclass
 class MaskAttribute:
     """Class means of every level's codes (``means[label][level]``, label 0: without a mask, 1:
@@ -91,6 +113,10 @@ class MaskAttribute:
     bias: torch.Tensor
     probe_all_levels: bool
     lower_start: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.lower_start is not None and not 0 < float(self.lower_start) < 1:
+            raise ValueError(f"lower_start must lie in (0, 1), got {self.lower_start}")
 
     @property
     def probe_dim(self) -> int:
@@ -112,10 +138,7 @@ class MaskAttribute:
         differences towards ``mask`` (True: with a mask), at every level or the top alone; on
         spatial levels (B x C x H x W) below the upper face only (``region="lower"``) or
         everywhere (``"all"``)."""
-        if levels not in LEVELS:
-            raise ValueError(f"levels must be one of {LEVELS}, got {levels!r}")
-        if region not in REGIONS:
-            raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
+        check_edit(levels, region)
         if len(codes) != len(self.means[0]):
             raise ValueError(
                 f"{len(codes)} levels of codes given, the attribute was fitted to "
@@ -136,11 +159,23 @@ class MaskAttribute:
         if self.lower_start is None:
             raise ValueError(
                 "this attribute does not know where the lower face begins (fitted without "
-                "images): refit it (delete the run's attribute.pt), or pass region='all'"
+                "images, or the classes' mean images showed no upper face): pass region='all', "
+                "or fit it with lower_start=lower_face_start(images, labels, to_float)"
             )
         out = direction.clone()
-        out[:, : round(self.lower_start * direction.shape[1]), :] = 0
+        out[:, : math.floor(self.lower_start * direction.shape[1] + 0.5), :] = 0  # half up
         return out
+
+    @property
+    def spatial(self) -> bool:
+        """Whether any level's codes are spatial (C x H x W): where ``region`` matters."""
+        return any(m.dim() == 3 for m in self.means[0])
+
+    @property
+    def probe_digest(self) -> str:
+        """A digest of the probe: class-conditional draws depend on it."""
+        parts = (self.center, self.scale, self.weight, self.bias)
+        return hashlib.sha1(b"".join(t.numpy().tobytes() for t in parts)).hexdigest()[:12]
 
     def p_mask(self, flat: torch.Tensor) -> torch.Tensor:
         """P(with mask) of flattened codes (N x ``probe_dim``) under the probe: N."""
@@ -175,8 +210,6 @@ class MaskAttribute:
         if len(dims) != 1 or parts["bias"].numel() != 1:
             raise ValueError("the probe's center, scale and weight must have one length")
         lower = state.get("lower_start")
-        if lower is not None and not 0 < float(lower) < 1:
-            raise ValueError(f"lower_start must lie in (0, 1), got {lower}")
         return cls(
             means=means,
             probe_all_levels=bool(state["probe_all_levels"]),
@@ -237,8 +270,7 @@ class ClassConditionalSampler(LatentSampler):
         confidence: float = CONFIDENCE,
     ) -> None:
         super().__init__(base.all_levels)
-        if not 0.5 <= float(confidence) < 1:
-            raise ValueError(f"confidence must lie in [0.5, 1), got {confidence}")
+        confidence = check_confidence(confidence)
         if base.dim is None:
             raise ValueError(f"the {base.name} sampler is not fitted")
         want = base.dim if base.all_levels == attribute.probe_all_levels else None
@@ -254,11 +286,15 @@ class ClassConditionalSampler(LatentSampler):
 
     @property
     def name(self) -> str:
-        return f"{self.base.name} | {'mask' if self.mask else 'no mask'} (P {self.confidence:g})"
+        cut = f"P > {self.confidence:g}" if self.mask else f"P < {1 - self.confidence:g}"
+        return f"{self.base.name} | {'mask' if self.mask else 'no mask'} ({cut})"
 
     @property
     def fingerprint(self) -> str:
-        return f"{self.base.fingerprint}|mask={self.mask}|p={self.confidence!r}"
+        return (
+            f"{self.base.fingerprint}|mask={self.mask}|p={self.confidence!r}"
+            f"|probe={self.attribute.probe_digest}"
+        )
 
     def sample(
         self,
@@ -279,8 +315,8 @@ class ClassConditionalSampler(LatentSampler):
                 return torch.cat(kept)[:n]
         raise RuntimeError(
             f"{self.name}: {have} of {2 * n * self.max_rounds} draws fell in the class; the "
-            f"sampler rarely draws it at this temperature with P > {self.confidence:g}: pass a "
-            "lower confidence (run.sample(..., confidence=0.9); eval: edit_confidence=0.9)"
+            "sampler rarely draws it at this temperature with that confidence: pass a lower "
+            "one (run.sample(..., confidence=0.9); eval: edit_confidence=0.9)"
         )
 
     def state_dict(self) -> dict[str, Any]:
