@@ -4,7 +4,7 @@ Files are relative to docs/results/. scripts/results_tables.py renders these; a 
 a value its report does not hold fails with the file, run and key.
 """
 
-from results_tables import One, Seeds, Table, Text
+from results_tables import One, Row, Seeds, Table, Text
 
 AVV = "ae_vs_vae/metrics.json"  # section 1 of the notebook: the four models at seed 42
 SEEDS = "seeds.json"  # the training's own test metrics, seeds 42, 1 and 2
@@ -301,42 +301,6 @@ SAMPLERS = Table(
     ),
 )
 
-_FL = "editing_first_look/metrics.json"
-_FLV = "editing_first_look/vae/metrics.json"
-_ED = ((_FL, "ae"), (_FLV, "vae-linear"), (_FL, "vae_unet-cyclic"), (_FL, "data (reference)"))
-
-
-def _ok(file: str, run: str) -> set[str]:
-    from results_tables import _load
-
-    return set(_load(file)[run])
-
-
-def _edit_cell(file: str, run: str, key: str, fmt: str):
-    if key not in _ok(file, run):
-        return Text()
-    if run == "data (reference)" and key.startswith("edit.psnr"):
-        return Text("unchanged")  # the baseline keeps the upper face exactly
-    return One(file, run, key, fmt)
-
-
-def _editing() -> Table:
-    rows = []
-    for label, key, fmt in (
-        ("mask put on: flipped", "edit.flip_on", ".0%"),
-        ("mask taken off: flipped", "edit.flip_off", ".0%"),
-        ("upper-face PSNR, mask on (dB)", "edit.psnr_upper_on", ".1f"),
-        ("upper-face PSNR of the reconstruction (dB)", "edit.psnr_upper_recon", ".1f"),
-        ("conditional samples, mask: right class", "cond.acc_mask", ".0%"),
-        ("conditional samples, no mask: right class", "cond.acc_nomask", ".0%"),
-    ):
-        rows.append((label, tuple(_edit_cell(f, r, key, fmt) for f, r in _ED)))
-    return Table(
-        ("strength 1, every level", "AE", "VAE", "U-Net VAE (cyclic)", "pasted mean lower face"),
-        tuple(rows),
-    )
-
-
 _PA = "probe_aug/metrics.json"
 _SHIFTS = ("none", "zoom_out", "off_centre", "blur", "jpeg", "colour", "grayscale", "mean")
 SHIFTS = Table(
@@ -386,34 +350,110 @@ TABLES = {
     "strategies": STRATEGIES,
     "adversarial": ADVERSARIAL,
     "samplers": SAMPLERS,
-    "editing": _editing(),
     "shifts": SHIFTS,
 }
 
-# -- the README's headline ----------------------------------------------------------------------
+# -- the README's headline and section 11: one report of the four headline runs ---------------
 
-_SL = "samples_skip_levels/metrics.json"
-_HL = ((AVV, "ae"), (AVV, "vae-linear"), (AVV, "vae_unet-linear"), (_SL, "unet_sl01"))
+HL = "headline/metrics.json"  # 10-epoch runs, seed 42, 2-core AMD EPYC, float32
+_HL_RUNS = ("ae", "vae-linear", "vae_unet-linear", "vae_unet_coarse-linear")
+_HL_HEAD = ("", "AE", "VAE", "U-Net VAE", "U-Net VAE, coarse latents")
 
 
-def _headline_row(label: str, key: str, fmt: str, skip: tuple[int, ...] = ()) -> tuple:
-    return (
-        label,
-        tuple(Text() if i in skip else One(f, r, key, fmt) for i, (f, r) in enumerate(_HL)),
-    )
+def _hl_row(label: str, key: str, fmt: str, skip: tuple[int, ...] = ()) -> tuple:
+    cells = tuple(Text() if i in skip else One(HL, r, key, fmt) for i, r in enumerate(_HL_RUNS))
+    return (label, cells)
 
 
 HEADLINE = Table(
-    ("", "AE", "VAE", "U-Net VAE", "U-Net VAE, coarse latents"),
+    _HL_HEAD,
     (
-        _headline_row("PSNR (dB)", "recon.psnr", ".2f"),
-        _headline_row("-log p(x), IWAE (bits/dim)", "recon.iwae_bpd8", ".2f", skip=(0,)),
-        _headline_row("FID, N(0, I) prior", "samples.fid", ".0f", skip=(3,)),
+        _hl_row("PSNR (dB)", "recon.psnr", ".2f"),
+        _hl_row("-log p(x), IWAE k = 32 (bits/dim, 8-bit)", "recon.iwae_bpd8", ".2f", skip=(0,)),
+        _hl_row("FID, N(0, I) prior", "samples.fid", ".0f"),
+        _hl_row("FID, the run's own sampler", "samples.fid_best", ".0f"),
         (
-            "FID, the run's own sampler, 3 seeds",
+            "FID, best fitted sampler, 3 seeds (notebook)",
             (Text(), BEST_SAMPLER["vae"], BEST_SAMPLER["unet"], BEST_SAMPLER["coarse"]),
         ),
-        _headline_row("mask from the latent, linear probe", "probe.logreg.accuracy", ".3f"),
+        _hl_row("mask from the latent: linear probe", "probe.logreg.accuracy", ".3f"),
+        _hl_row("edit, mask put on: flipped", "edit.flip_on", ".0%"),
+        _hl_row("edit, mask taken off: flipped", "edit.flip_off", ".0%"),
     ),
 )
-TABLES["headline"] = HEADLINE
+
+
+def _hl_edit_row(label: str, key: str, fmt: str) -> tuple:
+    cells = [One(HL, r, key, fmt) for r in _HL_RUNS]
+    if key.startswith("edit.psnr"):
+        cells.append(Text("unchanged"))  # the baseline keeps the upper face exactly
+    elif key.startswith("edit.") and "recon" not in key:
+        cells.append(One(HL, "data (reference)", key, fmt))
+    else:
+        cells.append(Text())
+    return (label, tuple(cells))
+
+
+EDITING = Table(
+    (*_HL_HEAD, "pasted mean lower face"),
+    (
+        _hl_edit_row("mask put on: flipped", "edit.flip_on", ".0%"),
+        _hl_edit_row("mask taken off: flipped", "edit.flip_off", ".0%"),
+        _hl_edit_row("upper-face PSNR, mask on (dB)", "edit.psnr_upper_on", ".1f"),
+        _hl_edit_row("upper-face PSNR, mask off (dB)", "edit.psnr_upper_off", ".1f"),
+        (
+            "upper-face PSNR of the reconstruction (dB)",
+            (*(One(HL, r, "edit.psnr_upper_recon", ".1f") for r in _HL_RUNS), Text()),
+        ),
+        _hl_edit_row("FID of the edits, mask on", "edit.fid_on", ".0f"),
+        _hl_edit_row("FID of the edits, mask off", "edit.fid_off", ".0f"),
+        _hl_edit_row("one-class samples, mask: right class", "cond.acc_mask", ".0%"),
+        _hl_edit_row("one-class samples, no mask: right class", "cond.acc_nomask", ".0%"),
+        _hl_edit_row("their FID, mask", "cond.fid_mask", ".0f"),
+        _hl_edit_row("their FID, no mask", "cond.fid_nomask", ".0f"),
+    ),
+)
+
+_VARIANT_ROWS = (
+    ("below the upper face (default)", "all", "lower"),
+    ("whole face", "all", "all"),
+    ("top latent only", "top", "all"),
+)
+EDIT_VARIANTS = Table(
+    (
+        "U-Net VAE: edit, strength",
+        "mask on: flipped",
+        "mask off: flipped",
+        "upper-face PSNR, on (dB)",
+        "upper-face PSNR, off (dB)",
+    ),
+    tuple(
+        (
+            f"{name}, {strength:g}",
+            tuple(
+                Row(
+                    HL,
+                    "editing",
+                    (
+                        ("model", "vae_unet-linear"),
+                        ("levels", levels),
+                        ("region", region),
+                        ("strength", strength),
+                    ),
+                    key,
+                    fmt,
+                )
+                for key, fmt in (
+                    ("flip_on", ".0%"),
+                    ("flip_off", ".0%"),
+                    ("psnr_upper_on", ".1f"),
+                    ("psnr_upper_off", ".1f"),
+                )
+            ),
+        )
+        for name, levels, region in _VARIANT_ROWS
+        for strength in (1.0, 2.0)
+    ),
+)
+
+TABLES |= {"headline": HEADLINE, "editing": EDITING, "edit_variants": EDIT_VARIANTS}
