@@ -407,6 +407,10 @@ EDITING = Table(
         ),
         _hl_edit_row("FID of the edits, mask on", "edit.fid_on", ".0f"),
         _hl_edit_row("FID of the edits, mask off", "edit.fid_off", ".0f"),
+        (
+            "one-class samples: the probe's confidence",
+            (*(One(HL, r, "cond.confidence", ".2f") for r in _HL_RUNS), Text()),
+        ),
         _hl_edit_row("one-class samples, mask: right class", "cond.acc_mask", ".0%"),
         _hl_edit_row("one-class samples, no mask: right class", "cond.acc_nomask", ".0%"),
         _hl_edit_row("their FID, mask", "cond.fid_mask", ".0f"),
