@@ -15,12 +15,12 @@ from facemask_vae.run.attribute import FILE
 from facemask_vae.run.files import RunFileError
 from facemask_vae.sampling import fit_gaussian
 from facemask_vae.sampling.attribute import (
-    ClassConditionalSampler,
     MaskAttribute,
     fit_attribute,
     lower_face_start,
     upper_face_rows,
 )
+from facemask_vae.sampling.conditional import ClassConditionalSampler
 
 
 def _codes(n: int = 400, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -16,12 +16,8 @@ from facemask_vae import report as R
 from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, batches
 from facemask_vae.evaluation.sample_fid import SampleFid
-from facemask_vae.sampling.attribute import (
-    CONFIDENCE,
-    check_confidence,
-    class_mean_images,
-    upper_face_rows,
-)
+from facemask_vae.sampling.attribute import class_mean_images, upper_face_rows
+from facemask_vae.sampling.conditional import CONFIDENCE, check_confidence
 
 #: (direction, target label, edit's ``mask``): mask on for faces without one, off for the rest
 DIRECTIONS = (("on", 1, True), ("off", 0, False))

@@ -25,12 +25,8 @@ from facemask_vae.run.files import CheckpointError, training_codes
 from facemask_vae.run.sampler import FILE as SAMPLER_FILE
 from facemask_vae.run.sampler import RunSampler, fit_run_sampler, load_run_sampler
 from facemask_vae.sampling import LatentSampler, PriorSampler
-from facemask_vae.sampling.attribute import (
-    ClassConditionalSampler,
-    MaskAttribute,
-    check_confidence,
-    check_edit,
-)
+from facemask_vae.sampling.attribute import MaskAttribute, check_edit
+from facemask_vae.sampling.conditional import ClassConditionalSampler, check_confidence
 
 
 def as_model_input(images: torch.Tensor, model: Autoencoder) -> torch.Tensor:
@@ -226,7 +222,7 @@ class LoadedRun:
         """n images (n x 3 x S x S in [0, 1]) from the run's own sampler at its temperature, or
         from ``sampler="prior"`` (N(0, I)) or another sampler object; ``mask`` True or False
         keeps only draws the run's attribute probe assigns to that class with ``confidence``
-        (None: 0.99, ``sampling.attribute.CONFIDENCE``); ``bn_batches``:
+        (None: 0.99, ``sampling.conditional.CONFIDENCE``); ``bn_batches``:
         batches the sampling BN statistics are estimated on (None: the model's default). A run
         saved without a sampler fits one on first use, and says so."""
         if confidence is not None:

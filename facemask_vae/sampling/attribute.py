@@ -5,7 +5,8 @@ codes at every latent level (top latent, then each skip level, C x H x W) and a 
 the codes a run's sampler draws (flattened, every level or the top latent alone). The
 difference of the class means at a level is that level's *mask direction*: adding it puts a mask
 on, subtracting it takes one off (:meth:`MaskAttribute.shift`). The probe's P(mask | code)
-turns any sampler into a class-conditional one by rejection (:class:`ClassConditionalSampler`):
+turns any sampler into a class-conditional one by rejection
+(:class:`~facemask_vae.sampling.conditional.ClassConditionalSampler`):
 it keeps the draws the probe assigns to the class with confidence (P above ``confidence`` for a
 mask, below 1 - ``confidence`` without; 0.99 by default, where the domain CNN agrees with the
 probe far more often than at 0.5). Where the mask sits is learnt from the data too: the upper
@@ -25,14 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from facemask_vae.sampling.samplers import LatentSampler
-
 #: which latent levels an edit moves: every level, or the top latent alone
 LEVELS = ("all", "top")
 #: where on the spatial levels an edit moves the codes: below the upper face, or everywhere
 REGIONS = ("lower", "all")
-#: the probe confidence a class-conditional draw must reach (P > c, or P < 1 - c)
-CONFIDENCE = 0.99
 
 
 def upper_face_rows(with_mask: torch.Tensor, without: torch.Tensor) -> tuple[int, torch.Tensor]:
@@ -85,18 +82,6 @@ def check_edit(levels: str, region: str) -> None:
         raise ValueError(f"levels must be one of {LEVELS}, got {levels!r}")
     if region not in REGIONS:
         raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
-
-
-def check_confidence(confidence: float) -> float:
-    """A class-conditional draw's confidence, refused outside [0.5, 1) with the fix."""
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
-        raise ValueError(f"confidence must be a number in [0.5, 1), got {confidence!r}")
-    if not 0.5 <= confidence < 1:
-        raise ValueError(
-            f"confidence must lie in [0.5, 1), got {confidence}: e.g. 0.9 (0.5 keeps every draw "
-            "on the class's side of the probe's boundary)"
-        )
-    return float(confidence)
 
 
 @dataclass
@@ -253,71 +238,3 @@ def fit_attribute(
         probe_all_levels=probe_all_levels,
         lower_start=lower_start,
     )
-
-
-class ClassConditionalSampler(LatentSampler):
-    """``base``'s draws that ``attribute``'s probe assigns to one class with ``confidence`` (P >
-    c for ``mask``, P < 1 - c without): the base density cut to that side of the probe's
-    boundary, a margin away from it. Draws until ``n`` are kept, at most ``max_rounds`` rounds
-    of 2n; fails clearly if the class is that rare under ``base``."""
-
-    def __init__(
-        self,
-        base: LatentSampler,
-        attribute: MaskAttribute,
-        mask: bool,
-        max_rounds: int = 50,
-        confidence: float = CONFIDENCE,
-    ) -> None:
-        super().__init__(base.all_levels)
-        confidence = check_confidence(confidence)
-        if base.dim is None:
-            raise ValueError(f"the {base.name} sampler is not fitted")
-        want = base.dim if base.all_levels == attribute.probe_all_levels else None
-        if attribute.probe_dim != want:
-            raise ValueError(
-                f"the attribute's probe reads {attribute.probe_dim}-d codes "
-                f"({'every level' if attribute.probe_all_levels else 'the top latent'}), the "
-                f"{base.name} sampler draws {base.dim}-d ones: fit them to the same codes"
-            )
-        self.base, self.attribute, self.mask = base, attribute, bool(mask)
-        self.kind, self.dim, self.max_rounds = base.kind, base.dim, int(max_rounds)
-        self.confidence = float(confidence)
-
-    @property
-    def name(self) -> str:
-        cut = f"P > {self.confidence:g}" if self.mask else f"P < {1 - self.confidence:g}"
-        return f"{self.base.name} | {'mask' if self.mask else 'no mask'} ({cut})"
-
-    @property
-    def fingerprint(self) -> str:
-        return (
-            f"{self.base.fingerprint}|mask={self.mask}|p={self.confidence!r}"
-            f"|probe={self.attribute.probe_digest}"
-        )
-
-    def sample(
-        self,
-        n: int,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        kept: list[torch.Tensor] = []
-        have = 0
-        for _ in range(self.max_rounds):
-            z = self.base.sample(2 * n, temperature, generator, device)
-            p = self.attribute.p_mask(z)
-            z = z[(p > self.confidence) if self.mask else (p < 1 - self.confidence)]
-            kept.append(z)
-            have += len(z)
-            if have >= n:
-                return torch.cat(kept)[:n]
-        raise RuntimeError(
-            f"{self.name}: {have} of {2 * n * self.max_rounds} draws fell in the class; the "
-            "sampler rarely draws it at this temperature with that confidence: pass a lower "
-            "one (run.sample(..., confidence=0.9); eval: edit_confidence=0.9)"
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        raise NotImplementedError("a class-conditional sampler is built, not saved")
