@@ -27,9 +27,14 @@ BLOCK = re.compile(r"(<!-- table: ([\w-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
 @cache
+def _read(file: str) -> dict:
+    """A committed JSON file under docs/results/, read once."""
+    return json.loads((RESULTS / file).read_text())
+
+
 def _load(file: str) -> dict:
     """A report's metrics ({run: {key: value}}) or a seeds file ({run: {key: [values]}})."""
-    data = json.loads((RESULTS / file).read_text())
+    data = _read(file)
     return data.get("metrics", data)
 
 
@@ -70,7 +75,7 @@ class Row:
     fmt: str = ".3f"
 
     def text(self) -> str:
-        rows = json.loads((RESULTS / self.file).read_text()).get("tables", {}).get(self.table)
+        rows = _read(self.file).get("tables", {}).get(self.table)
         if rows is None:
             raise KeyError(f"docs/results/{self.file} has no table {self.table!r}")
         hits = [r for r in rows if all(r.get(k) == v for k, v in self.where)]
