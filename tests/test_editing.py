@@ -141,7 +141,7 @@ def test_class_conditional_draws_keep_only_the_requested_class():
         p = attr.p_mask(loose.sample(2000, generator=g))
         assert ((p > 0.5) == mask).all()
         assert (((p > 0.5) & (p < 0.99)) | ((p < 0.5) & (p > 0.01))).any()  # a margin kept out
-        assert loose.fingerprint != cond.fingerprint  # BN statistics are cached per setting
+        assert loose.fingerprint != cond.fingerprint  # different draws, told apart
     for bad in (0.3, 1.0):
         with pytest.raises(ValueError, match="confidence must lie in"):
             ClassConditionalSampler(base, attr, True, confidence=bad)
@@ -225,6 +225,22 @@ def test_conditional_samples_come_from_the_runs_sampler_cut_to_the_asked_class(r
         assert cond.confidence == 0.5
         z = cond.sample(20, generator=torch.Generator().manual_seed(0))
         assert ((run.attribute.p_mask(z) > 0.5) == mask).all()
+
+
+def test_one_class_draws_are_decoded_with_the_statistics_of_the_draws_they_are_cut_from(runs):
+    # BN statistics of one class's draws alone would normalise away what sets the class apart
+    run = load_run(runs["vae_unet"])
+    stats = run.model.sampling_stats
+    stats.clear()
+    run.sample(4, seed=0, bn_batches=1)  # the run's own sampler, unconditionally
+    (key,) = stats._cache
+    own = stats._cache[key][1]
+    assert key[0] == run.sampler.fingerprint
+    stats.clear()
+    for mask in (True, False):
+        run.sample(4, seed=0, mask=mask, bn_batches=1, confidence=0.5)
+        assert list(stats._cache) == [key]  # estimated once, on the base sampler's draws
+        assert all(torch.equal(own[k], v) for k, v in stats._cache[key][1].items())
 
 
 def test_deterministic_skips_are_not_codes_and_pass_through_an_edit():

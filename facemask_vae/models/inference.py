@@ -157,16 +157,18 @@ class InferenceAPI:
         if not on or not bn_layers(self.decoder):
             yield
             return
-        # samplers that draw the same codes share statistics: the key is the fitted state's digest
+        # samplers that draw the same codes share statistics: the key is the fitted state's digest;
+        # a one-class sampler's come from its base's draws (its own would normalise the class away)
+        source = sampler.bn_source
         batches = int(batches or self.sampling_bn_batches)
-        key = (sampler.fingerprint, float(temperature), skip_temperature, batches)
+        key = (source.fingerprint, float(temperature), skip_temperature, batches)
 
         def estimate() -> dict[str, torch.Tensor]:
             g = torch.Generator(device=self.device).manual_seed(0)  # the same stats every time
 
             def forward() -> None:
-                z = sampler.sample(self.sampling_bn_batch, temperature, g, self.device)
-                self._decode_drawn(z, sampler.all_levels, skip_temperature, g)
+                z = source.sample(self.sampling_bn_batch, temperature, g, self.device)
+                self._decode_drawn(z, source.all_levels, skip_temperature, g)
 
             return estimate_bn_stats(self.decoder, forward, batches)
 

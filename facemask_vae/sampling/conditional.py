@@ -2,7 +2,8 @@
 
 :class:`ClassConditionalSampler` keeps the base sampler's draws the probe assigns to the class
 with ``confidence`` (P above it for a mask, below one minus it without), the default
-:data:`CONFIDENCE`: what ``run.sample(n, mask=...)`` draws.
+:data:`CONFIDENCE`: what ``run.sample(n, mask=...)`` draws. The decoder normalises them with
+the base sampler's BN statistics (``bn_source``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ class ClassConditionalSampler(LatentSampler):
     def name(self) -> str:
         cut = f"P > {self.confidence:g}" if self.mask else f"P < {1 - self.confidence:g}"
         return f"{self.base.name} | {'mask' if self.mask else 'no mask'} ({cut})"
+
+    @property
+    def bn_source(self) -> LatentSampler:
+        """The base sampler: BN statistics of one class's draws alone would normalise away what
+        sets the class apart (its mean activations), so one-class draws are decoded with the
+        statistics of the population they are cut from."""
+        return self.base.bn_source
 
     @property
     def fingerprint(self) -> str:

@@ -88,6 +88,12 @@ class LatentSampler:
         pass
 
     @property
+    def bn_source(self) -> LatentSampler:
+        """The sampler whose draws the decoder's sampling BN statistics are estimated on: this
+        one; a sampler that keeps a subset of another's draws names that one instead."""
+        return self
+
+    @property
     def fingerprint(self) -> str:
         """A digest of the fitted state: equal for samplers that draw the same codes (what the
         model's cache of sampling BN statistics is keyed on)."""
