@@ -41,8 +41,8 @@ def test_the_directions_are_the_class_mean_differences_and_shift_moves_along_the
         assert torch.allclose(attr.direction(i), c[y == 1].mean(0) - c[y == 0].mean(0))
     assert attr.direction(0)[0] == pytest.approx(3.0, abs=0.5)
     assert attr.direction(1)[1, 2].mean() == pytest.approx(-3.0, abs=0.5)
-    on = attr.shift(levels, mask=True, strength=0.5, region="all")
-    off = attr.shift(levels, mask=False, strength=2.0, region="all")
+    on = attr.shift(levels, mask=True, strength=0.5, region="all", keep=1.0)
+    off = attr.shift(levels, mask=False, strength=2.0, region="all", keep=1.0)
     top_only = attr.shift(levels, mask=True, levels="top")
     for i, c in enumerate(levels):
         assert torch.allclose(on[i], c + 0.5 * attr.direction(i))
@@ -60,11 +60,11 @@ def test_a_lower_face_edit_keeps_the_spatial_codes_above_the_cut():
     the top latent, a vector, moves whole. Without a cut the lower-face edit names the fix."""
     levels, y = _codes()
     attr = fit_attribute(levels, y, probe_all_levels=True, lower_start=0.5)
-    on = attr.shift(levels, mask=True, strength=1.0)  # region="lower" is the default
+    on = attr.shift(levels, mask=True, strength=1.0, keep=1.0)  # region="lower" by default
     assert torch.allclose(on[0], levels[0] + attr.direction(0))
     assert torch.equal(on[1][:, :, :2], levels[1][:, :, :2])
     assert torch.allclose(on[1][:, :, 2:], levels[1][:, :, 2:] + attr.direction(1)[:, 2:])
-    everywhere = attr.shift(levels, mask=True, region="all")
+    everywhere = attr.shift(levels, mask=True, region="all", keep=1.0)
     assert not torch.equal(everywhere[1][:, :, :2], levels[1][:, :, :2])
     with pytest.raises(ValueError, match="region must be one of"):
         attr.shift(levels, mask=True, region="upper")
@@ -73,7 +73,7 @@ def test_a_lower_face_edit_keeps_the_spatial_codes_above_the_cut():
         ValueError, match=r"does not know where the lower face begins.*region='all'"
     ):
         uncut.shift(levels, mask=True)
-    top = uncut.shift(levels, True, levels="top")  # the top latent needs no cut
+    top = uncut.shift(levels, True, levels="top", keep=1.0)  # the top latent needs no cut
     assert torch.allclose(top[0], on[0]) and torch.equal(top[1], levels[1])
     # rows round half up at every height: 0.5 of 1 row keeps it, 0.5 of 2 rows keeps one
     d1 = attr._region(torch.ones(2, 1, 4), "lower")
@@ -81,6 +81,30 @@ def test_a_lower_face_edit_keeps_the_spatial_codes_above_the_cut():
     assert d1.sum() == 0 and d2[:, 0].sum() == 0 and d2[:, 1].sum() == 8
     with pytest.raises(ValueError, match="lower_start must lie in"):
         fit_attribute(levels, y, probe_all_levels=True, lower_start=1.5)
+
+
+def test_keep_shrinks_the_faces_own_spatial_code_towards_its_class_mean_where_the_edit_acts():
+    levels, y = _codes()
+    attr = fit_attribute(levels, y, probe_all_levels=True, lower_start=0.5)
+    for mask in (True, False):
+        source, target = attr.means[0 if mask else 1][1], attr.means[1 if mask else 0][1]
+        plain = attr.shift(levels, mask, keep=1.0)
+        to_mean = attr.shift(levels, mask, keep=0.0)
+        half = attr.shift(levels, mask, keep=0.5)
+        for edit in (to_mean, half):
+            assert torch.allclose(edit[0], plain[0])  # the top latent keeps the whole face
+            assert torch.equal(edit[1][:, :, :2], levels[1][:, :, :2])  # above the cut: kept
+        lower = levels[1][:, :, 2:]
+        assert torch.allclose(to_mean[1][:, :, 2:], target[:, 2:].expand_as(lower), atol=1e-5)
+        want = target[:, 2:] + 0.5 * (lower - source[:, 2:])
+        assert torch.allclose(half[1][:, :, 2:], want, atol=1e-5)
+        default = attr.shift(levels, mask)  # keep 0.5 is the default
+        assert all(torch.allclose(a, b) for a, b in zip(default, half, strict=True))
+    whole = attr.shift(levels, True, region="all", keep=0.0)
+    assert torch.allclose(whole[1], attr.means[1][1].expand_as(levels[1]), atol=1e-5)
+    for bad in (-0.1, 1.5, True, "half"):
+        with pytest.raises(ValueError, match="keep must be a number in"):
+            attr.shift(levels, True, keep=bad)
 
 
 def test_the_lower_face_starts_where_masks_make_the_class_means_differ():
@@ -175,7 +199,11 @@ def test_edit_moves_every_level_or_the_top_only_and_strength_zero_reconstructs(r
     for name in ("vae_unet", "ae"):
         run = load_run(runs[name])
         rec = run.model.reconstruct(x.float() / 255)
-        assert torch.allclose(run.edit(x, mask=True, strength=0.0), rec, atol=1e-6)
+        assert torch.allclose(run.edit(x, mask=True, strength=0.0, keep=1.0), rec, atol=1e-6)
+        # letting go of the face's own code changes a U-Net VAE's output even at strength 0
+        assert torch.allclose(run.edit(x, mask=True, strength=0.0), rec, atol=1e-6) == (
+            name == "ae"
+        )
         on, off = run.edit(x, mask=True), run.edit(x, mask=False)
         assert on.shape == x.shape and on.min() >= 0 and on.max() <= 1
         assert not torch.allclose(on, off)

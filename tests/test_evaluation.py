@@ -335,27 +335,28 @@ def test_the_augmented_probe_adds_seeded_augmented_copies_and_leaves_the_plain_p
     assert torch.allclose(torch.as_tensor(fits[-1][0]), torch.as_tensor(aug_fits[0][0]))
 
 
-def test_editing_measures_three_edits_of_a_u_net_and_one_of_the_ae(evaluated):
-    """A U-Net VAE's codes are spatial: the default lower-face edit, the whole-face one and the
-    top latent alone, at each strength; the AE has one edit. The confidence used is recorded."""
+def test_editing_measures_four_edits_of_a_u_net_and_one_of_the_ae(evaluated):
+    """A U-Net VAE's codes are spatial: the default lower-face edit keeping half the face's own
+    code, the plain mean shift there, the whole-face one and the top latent alone, at each
+    strength; the AE has one edit. The confidence used is recorded."""
     out, _ = evaluated
     data = json.loads((out / "metrics.json").read_text())
     rows = data["tables"]["editing"]
     edits = {
-        m: {(r["levels"], r["region"], r["strength"]) for r in rows if r["model"] == m}
+        m: {(r["levels"], r["region"], r["keep"], r["strength"]) for r in rows if r["model"] == m}
         for m in ("vae_unet-linear", "ae")
     }
     strengths = (1.0, 2.0)
-    assert edits["vae_unet-linear"] == {
-        (lv, rg, s)
-        for lv, rg in (("all", "lower"), ("all", "all"), ("top", "all"))
-        for s in strengths
-    }
-    assert edits["ae"] == {("all", "lower", s) for s in strengths}
+    variants = [("all", "lower", 0.5), ("all", "lower", 1.0), ("all", "all", 1.0)]
+    variants.append(("top", "all", 1.0))
+    assert edits["vae_unet-linear"] == {(*edit, s) for edit in variants for s in strengths}
+    assert edits["ae"] == {("all", "lower", 0.5, s) for s in strengths}
     unet = next(
         r
         for r in rows
-        if r["model"] == "vae_unet-linear" and r["strength"] == 1.0 and r["region"] == "lower"
+        if r["model"] == "vae_unet-linear"
+        and r["strength"] == 1.0
+        and (r["region"], r["keep"]) == ("lower", 0.5)
     )
     assert data["metrics"]["vae_unet-linear"]["edit.flip_on"] == unet["flip_on"]  # the headline
     assert data["metrics"]["ae"]["cond.confidence"] == 0.5  # conftest's edit_confidence

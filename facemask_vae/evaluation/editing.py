@@ -16,16 +16,16 @@ from facemask_vae import report as R
 from facemask_vae.config import ConfigError
 from facemask_vae.evaluation.context import REFERENCE, Context, batches
 from facemask_vae.evaluation.sample_fid import SampleFid
-from facemask_vae.sampling.attribute import class_mean_images, upper_face_rows
+from facemask_vae.sampling.attribute import KEEP, class_mean_images, upper_face_rows
 from facemask_vae.sampling.conditional import CONFIDENCE, check_confidence
 
 #: (direction, target label, edit's ``mask``): mask on for faces without one, off for the rest
 DIRECTIONS = (("on", 1, True), ("off", 0, False))
-#: the edits measured on a model with latents at several levels, (levels, region); the first
-#: is the default edit, the headline; a one-level model has only that one
-VARIANTS = (("all", "lower"), ("all", "all"), ("top", "all"))
+#: the edits measured on a model with latents at several levels, (levels, region, keep); the
+#: first is the default edit, the headline; a one-level model has only that one
+VARIANTS = (("all", "lower", KEEP), ("all", "lower", 1.0), ("all", "all", 1.0), ("top", "all", 1.0))
 #: what tells the editing table's rows apart, beside the model
-SETTING = ("strength", "levels", "region")
+SETTING = ("strength", "levels", "region", "keep")
 
 
 def paste_lower_face(images: torch.Tensor, mean_image: torch.Tensor, rows: int) -> torch.Tensor:
@@ -86,18 +86,19 @@ def _scores(
 
 
 def _edit(run: Any, x: torch.Tensor, mask: bool, strength: float, variant: tuple, bs: int):
-    levels, region = variant
+    levels, region, keep = variant
     return torch.cat(
         [
-            run.edit(x[s], mask=mask, strength=strength, levels=levels, region=region).cpu()
+            run.edit(x[s], mask, strength, levels=levels, region=region, keep=keep).cpu()
             for s in batches(len(x), bs)
         ]
     )
 
 
 def section_editing(ctx: Context) -> None:
-    """Every model's edits at every strength (and, for U-Net VAEs, over the whole face and of
-    the top latent alone) and its class-conditional samples, beside the pasted-mean baseline."""
+    """Every model's edits at every strength (and, for U-Net VAEs, the plain mean shift, over the
+    whole face and of the top latent alone) and its class-conditional samples, beside the
+    pasted-mean baseline."""
     cfg = ctx.cfg
     means = class_means(ctx)
     rows, _ = upper_face_rows(means[1], means[0])
@@ -121,8 +122,8 @@ def section_editing(ctx: Context) -> None:
 
     def record(col: str, setting: dict[str, Any], edited: dict[str, torch.Tensor]) -> None:
         row = {"model": col, **setting}
-        edit = (setting["levels"], setting["region"])
-        headline = setting["strength"] in (1.0, None) and edit in (VARIANTS[0], (None, None))
+        edit = (setting["levels"], setting["region"], setting["keep"])
+        headline = setting["strength"] in (1.0, None) and edit in (VARIANTS[0], (None,) * 3)
         for d, target, _ in DIRECTIONS:
             s = _scores(ctx, originals[d], edited[d], target, rows)
             if fid is not None and headline:  # FID on the headline edits only: it is slow
@@ -157,7 +158,7 @@ def section_editing(ctx: Context) -> None:
                     d: _edit(run, originals[d], mask, strength, variant, ctx.bs)
                     for d, _, mask in DIRECTIONS
                 }
-                setting = {"strength": strength, "levels": variant[0], "region": variant[1]}
+                setting = dict(zip(SETTING, (strength, *variant), strict=True))
                 record(name, setting, edited)
                 if variant == VARIANTS[0] or strength == 1.0:
                     shown.append(
@@ -226,13 +227,15 @@ LABELS = {
 }
 
 
-def _variant_name(levels: str | None, region: str | None) -> str:
-    """How an edit is named in the report: which levels, and where on the face."""
+def _variant_name(levels: str | None, region: str | None, keep: float | None) -> str:
+    """How an edit is named in the report: which levels, where on the face, how much of the
+    face's own code is kept there."""
     if levels is None:
         return "paste"
     if levels == "top":
         return "top latent"
-    return "every level" + {"lower": ", below the upper face", "all": ", whole face"}[region]
+    where = {"lower": ", below the upper face", "all": ", whole face"}[region]
+    return "every level" + where + ("" if keep == 1 else f", keeping {keep:g}")
 
 
 def _label(key: str) -> str:
@@ -249,14 +252,15 @@ def _report(ctx: Context, table: list[dict[str, Any]], shown, rows: int) -> None
             "Edits: four test faces without a mask (left) get one, four with a mask (right) lose "
             "it. Each model row moves the codes of every level below the upper face (or over "
             "the whole face, or the top latent only) by the class-mean difference times the "
-            f"strength; the last row pastes the other class's mean image below row {rows}.",
+            "strength, keeping the stated share of each face's own offset from its class's mean "
+            f"there; the last row pastes the other class's mean image below row {rows}.",
         ),
     )
     keys = list(dict.fromkeys(k for r in table for k in r if k not in ("model", *SETTING)))
     head = "| model | edit | strength | " + " | ".join(keys) + " |"
     lines = [head, "|---|---|---:|" + "---:|" * len(keys)]
     for r in table:
-        edit = _variant_name(r["levels"], r["region"])
+        edit = _variant_name(r["levels"], r["region"], r["keep"])
         cells = [r["model"], edit, r["strength"], *(r.get(k) for k in keys)]
         lines.append("| " + " | ".join(R.fmt(c) for c in cells) + " |")
     ctx.note(

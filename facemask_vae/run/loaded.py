@@ -25,7 +25,7 @@ from facemask_vae.run.files import CheckpointError, training_codes
 from facemask_vae.run.sampler import FILE as SAMPLER_FILE
 from facemask_vae.run.sampler import RunSampler, fit_run_sampler, load_run_sampler
 from facemask_vae.sampling import LatentSampler, PriorSampler
-from facemask_vae.sampling.attribute import MaskAttribute, check_edit
+from facemask_vae.sampling.attribute import KEEP, MaskAttribute, check_edit
 from facemask_vae.sampling.conditional import ClassConditionalSampler, check_confidence
 
 
@@ -256,16 +256,18 @@ class LoadedRun:
         strength: float = 1.0,
         levels: str = "all",
         region: str = "lower",
+        keep: float = KEEP,
     ) -> torch.Tensor:
         """``images`` (B x 3 x S x S, uint8 or [0, 1]) with a mask put on (``mask=True``) or
         taken off: encoded, every level's code (or the top latent's, ``levels="top"``) moved
         ``strength`` class-mean differences, decoded; on spatial levels, below the upper face
-        only (``region="lower"``, learnt from the training images) or everywhere (``"all"``).
-        Returns B x 3 x S x S in [0, 1]."""
-        check_edit(levels, region)
+        only (``region="lower"``, learnt from the training images) or everywhere (``"all"``),
+        keeping ``keep`` of the face's own offset from its class's mean code there (1: the plain
+        mean shift; 0: the target class's mean code). Returns B x 3 x S x S in [0, 1]."""
+        check_edit(levels, region, keep)
         x = as_model_input(images, self.model)
         codes = self.model.encode_levels(x)
         n = len(self.model.latent_sizes)  # latent levels; deterministic skips pass through
-        moved = self.attribute.shift(codes[:n], bool(mask), strength, levels, region)
+        moved = self.attribute.shift(codes[:n], bool(mask), strength, levels, region, keep)
         moved += codes[n:]
         return self.model.decode(moved[0], moved[1:] or None)

@@ -12,6 +12,8 @@ mask, below 1 - ``confidence`` without; 0.99 by default, where the domain CNN ag
 probe far more often than at 0.5). Where the mask sits is learnt from the data too: the upper
 face is where the two classes' mean images differ least (:func:`upper_face_rows`), and an edit
 moves the spatial levels' codes below it only (``region="lower"``), keeping the upper face.
+There a mean shift alone keeps the face's own mask or mouth in its codes, so an edit also lets
+go of part of it (``keep``, :data:`KEEP`): the face's offset from its class's mean is shrunk.
 Everything is kept as float32 tensors, saved and loaded as plain state (``torch.load`` with
 ``weights_only=True``).
 """
@@ -30,6 +32,9 @@ import torch
 LEVELS = ("all", "top")
 #: where on the spatial levels an edit moves the codes: below the upper face, or everywhere
 REGIONS = ("lower", "all")
+#: how much of a face's own spatial code (its offset from its class's mean) an edit keeps where
+#: it acts: 1 is the plain mean shift, 0 the target class's mean code
+KEEP = 0.5
 
 
 def upper_face_rows(with_mask: torch.Tensor, without: torch.Tensor) -> tuple[int, torch.Tensor]:
@@ -76,12 +81,18 @@ def lower_face_start(images: torch.Tensor, labels: torch.Tensor, to_float: Any) 
     return upper_face_rows(with_mask, without)[0] / with_mask.shape[-2]
 
 
-def check_edit(levels: str, region: str) -> None:
-    """Refuse an edit's ``levels`` or ``region`` that does not exist, naming the choices."""
+def check_edit(levels: str, region: str, keep: float = KEEP) -> None:
+    """Refuse an edit's ``levels``, ``region`` or ``keep`` that does not exist, naming the
+    choices."""
     if levels not in LEVELS:
         raise ValueError(f"levels must be one of {LEVELS}, got {levels!r}")
     if region not in REGIONS:
         raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
+    if isinstance(keep, bool) or not isinstance(keep, int | float) or not 0 <= keep <= 1:
+        raise ValueError(
+            f"keep must be a number in [0, 1], got {keep!r}: 1 keeps the face's own code (the "
+            "plain mean shift), 0 replaces it by the target class's mean"
+        )
 
 
 @dataclass
@@ -118,12 +129,14 @@ class MaskAttribute:
         strength: float = 1.0,
         levels: str = "all",
         region: str = "lower",
+        keep: float = KEEP,
     ) -> list[torch.Tensor]:
         """Codes of every level (B x ... each, top first) moved ``strength`` class-mean
         differences towards ``mask`` (True: with a mask), at every level or the top alone; on
         spatial levels (B x C x H x W) below the upper face only (``region="lower"``) or
-        everywhere (``"all"``)."""
-        check_edit(levels, region)
+        everywhere (``"all"``), keeping ``keep`` of each face's offset from its class's mean
+        there (the rest is pulled to the class mean first; the top latent keeps all of it)."""
+        check_edit(levels, region, keep)
         if len(codes) != len(self.means[0]):
             raise ValueError(
                 f"{len(codes)} levels of codes given, the attribute was fitted to "
@@ -133,22 +146,27 @@ class MaskAttribute:
         out = []
         for i, c in enumerate(codes):
             if levels == "all" or i == 0:
-                c = c + sign * float(strength) * self._region(self.direction(i), region).to(c)
+                step = sign * float(strength) * self.direction(i)
+                if c.dim() == 4:  # spatial: also let go of part of the face's own code
+                    source = self.means[0 if mask else 1][i].to(c)
+                    step = step - (1.0 - float(keep)) * (c - source)
+                c = c + self._region(step, region).to(c)
             out.append(c)
         return out
 
-    def _region(self, direction: torch.Tensor, region: str) -> torch.Tensor:
-        """``direction`` with its rows above the lower face zeroed, on a spatial level."""
-        if region == "all" or direction.dim() != 3:
-            return direction
+    def _region(self, step: torch.Tensor, region: str) -> torch.Tensor:
+        """``step`` (C x H x W or B x C x H x W) with its rows above the lower face zeroed, on a
+        spatial level."""
+        if region == "all" or step.dim() < 3:
+            return step
         if self.lower_start is None:
             raise ValueError(
                 "this attribute does not know where the lower face begins (fitted without "
                 "images, or the classes' mean images showed no upper face): pass region='all', "
                 "or fit it with lower_start=lower_face_start(images, labels, to_float)"
             )
-        out = direction.clone()
-        out[:, : math.floor(self.lower_start * direction.shape[1] + 0.5), :] = 0  # half up
+        out = step.clone()
+        out[..., : math.floor(self.lower_start * step.shape[-2] + 0.5), :] = 0  # half up
         return out
 
     @property
