@@ -100,6 +100,12 @@ def test_keep_shrinks_the_faces_own_spatial_code_towards_its_class_mean_where_th
         assert torch.allclose(half[1][:, :, 2:], want, atol=1e-5)
         default = attr.shift(levels, mask)  # keep 0.5 is the default
         assert all(torch.allclose(a, b) for a, b in zip(default, half, strict=True))
+    far = attr.shift(levels, True, strength=2.0, keep=0.0)  # the class mean, moved twice
+    want = attr.means[0][1][:, 2:] + 2.0 * attr.direction(1)[:, 2:]
+    assert torch.allclose(far[1][:, :, 2:], want.expand_as(far[1][:, :, 2:]), atol=1e-5)
+    # codes on another device stay there (the means are kept on the CPU)
+    on_meta = attr.shift([c.to("meta") for c in levels], True)
+    assert all(c.device.type == "meta" for c in on_meta)
     whole = attr.shift(levels, True, region="all", keep=0.0)
     assert torch.allclose(whole[1], attr.means[1][1].expand_as(levels[1]), atol=1e-5)
     for bad in (-0.1, 1.5, True, "half"):
@@ -192,7 +198,7 @@ def test_training_saves_the_attribute_on_the_codes_its_sampler_draws(runs):
         assert [m.numel() for m in attr.means[0]] == run.model.latent_sizes
 
 
-def test_edit_moves_every_level_or_the_top_only_and_strength_zero_reconstructs(runs):
+def test_edit_moves_every_level_or_the_top_only_and_a_plain_shift_of_zero_reconstructs(runs):
     from facemask_vae.data.synthetic import generate_faces
 
     x = generate_faces(4, image_size=32, seed=3)[0]  # uint8, like the data

@@ -350,7 +350,13 @@ def test_editing_measures_four_edits_of_a_u_net_and_one_of_the_ae(evaluated):
     variants = [("all", "lower", 0.5), ("all", "lower", 1.0), ("all", "all", 1.0)]
     variants.append(("top", "all", 1.0))
     assert edits["vae_unet-linear"] == {(*edit, s) for edit in variants for s in strengths}
-    assert edits["ae"] == {("all", "lower", 0.5, s) for s in strengths}
+    assert edits["ae"] == {("all", "lower", None, s) for s in strengths}  # keep does not act
+    by_keep = {
+        r["keep"]: r["psnr_upper_on"]
+        for r in rows
+        if r["model"] == "vae_unet-linear" and r["region"] == "lower" and r["strength"] == 1.0
+    }
+    assert by_keep[0.5] != by_keep[1.0]  # each edit measured as named
     unet = next(
         r
         for r in rows

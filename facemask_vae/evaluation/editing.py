@@ -24,6 +24,10 @@ DIRECTIONS = (("on", 1, True), ("off", 0, False))
 #: the edits measured on a model with latents at several levels, (levels, region, keep); the
 #: first is the default edit, the headline; a one-level model has only that one
 VARIANTS = (("all", "lower", KEEP), ("all", "lower", 1.0), ("all", "all", 1.0), ("top", "all", 1.0))
+#: a one-level model's edit: its one code is a vector, where region and keep do not act
+ONE_LEVEL = ("all", "lower", None)
+#: the plain mean shift: at strength 0, the reconstruction
+PLAIN = ("all", "lower", 1.0)
 #: what tells the editing table's rows apart, beside the model
 SETTING = ("strength", "levels", "region", "keep")
 
@@ -87,6 +91,7 @@ def _scores(
 
 def _edit(run: Any, x: torch.Tensor, mask: bool, strength: float, variant: tuple, bs: int):
     levels, region, keep = variant
+    keep = KEEP if keep is None else keep  # None: a one-level model, where keep does not act
     return torch.cat(
         [
             run.edit(x[s], mask, strength, levels=levels, region=region, keep=keep).cpu()
@@ -109,8 +114,10 @@ def section_editing(ctx: Context) -> None:
     refs = {}
     if fid is not None:
         for label in (0, 1):
-            keep = ctx.y_test == label
-            refs[label] = fid.real_features(ctx.x_test[keep], ctx.y_test[keep], f"class {label}")
+            chosen = ctx.y_test == label
+            refs[label] = fid.real_features(
+                ctx.x_test[chosen], ctx.y_test[chosen], f"class {label}"
+            )
     ctx.heading(
         f"Editing ({', '.join(f'{len(p)} faces {d}' for d, p in picks.items())}; "
         f"strength 1; upper face: rows 0-{rows - 1})"
@@ -123,7 +130,11 @@ def section_editing(ctx: Context) -> None:
     def record(col: str, setting: dict[str, Any], edited: dict[str, torch.Tensor]) -> None:
         row = {"model": col, **setting}
         edit = (setting["levels"], setting["region"], setting["keep"])
-        headline = setting["strength"] in (1.0, None) and edit in (VARIANTS[0], (None,) * 3)
+        headline = setting["strength"] in (1.0, None) and edit in (
+            VARIANTS[0],
+            ONE_LEVEL,
+            (None,) * 3,
+        )
         for d, target, _ in DIRECTIONS:
             s = _scores(ctx, originals[d], edited[d], target, rows)
             if fid is not None and headline:  # FID on the headline edits only: it is slow
@@ -137,8 +148,8 @@ def section_editing(ctx: Context) -> None:
 
     for i, (name, run) in enumerate(zip(ctx.names, ctx.runs, strict=True)):
         # region matters where codes are spatial; one level has only the default edit
-        variants = VARIANTS if run.attribute.spatial else VARIANTS[:1]
-        recon = {d: _edit(run, originals[d], True, 0.0, VARIANTS[0], ctx.bs) for d in picks}
+        variants = VARIANTS if run.attribute.spatial else (ONE_LEVEL,)
+        recon = {d: _edit(run, originals[d], True, 0.0, PLAIN, ctx.bs) for d in picks}
         ctx.put(
             name,
             "edit.psnr_upper_recon",
@@ -160,7 +171,7 @@ def section_editing(ctx: Context) -> None:
                 }
                 setting = dict(zip(SETTING, (strength, *variant), strict=True))
                 record(name, setting, edited)
-                if variant == VARIANTS[0] or strength == 1.0:
+                if variant in (VARIANTS[0], ONE_LEVEL) or strength == 1.0:
                     shown.append(
                         (
                             f"{name}: {_variant_name(*variant)}, x{strength:g}",
@@ -235,7 +246,7 @@ def _variant_name(levels: str | None, region: str | None, keep: float | None) ->
     if levels == "top":
         return "top latent"
     where = {"lower": ", below the upper face", "all": ", whole face"}[region]
-    return "every level" + where + ("" if keep == 1 else f", keeping {keep:g}")
+    return "every level" + where + ("" if keep in (1, None) else f", keeping {keep:g}")
 
 
 def _label(key: str) -> str:
@@ -271,6 +282,6 @@ def _report(ctx: Context, table: list[dict[str, Any]], shown, rows: int) -> None
         "reference column is the pasted baseline. Class-conditional samples keep the run's sampler's "
         "draws its attribute's probe assigns to the class with confidence "
         f"{ctx.cfg.get('edit_confidence') or CONFIDENCE:g} (P above it for a mask, below one "
-        "minus it without)."
+        "minus it without), decoded with the sampling BN statistics of the run's sampler."
         "\n\n" + "\n".join(lines),
     )

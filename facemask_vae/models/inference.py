@@ -94,8 +94,8 @@ class InferenceAPI:
         (default: the N(0, I) prior) at ``temperature``; skip levels from their top-down priors
         at ``skip_temperature`` (None: ``temperature``; 0: the priors' means).
 
-        ``sampling_bn``: normalise with BN statistics re-estimated on this sampler's samples at
-        this temperature (cached until the weights change; see :mod:`facemask_vae.sampling`);
+        ``sampling_bn``: normalise with BN statistics re-estimated on samples of the sampler's
+        ``bn_source`` (itself, or the base a one-class sampler is cut from) at this temperature (cached until the weights change; see :mod:`facemask_vae.sampling`);
         False uses the statistics gathered in training, on posterior codes. ``bn_batches``
         overrides ``sampling_bn_batches`` (batches of ``sampling_bn_batch`` samples) for a cheaper
         estimate, as the image callback makes every epoch.

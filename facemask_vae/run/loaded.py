@@ -262,8 +262,9 @@ class LoadedRun:
         taken off: encoded, every level's code (or the top latent's, ``levels="top"``) moved
         ``strength`` class-mean differences, decoded; on spatial levels, below the upper face
         only (``region="lower"``, learnt from the training images) or everywhere (``"all"``),
-        keeping ``keep`` of the face's own offset from its class's mean code there (1: the plain
-        mean shift; 0: the target class's mean code). Returns B x 3 x S x S in [0, 1]."""
+        keeping ``keep`` of the face's own offset from its source class's mean code there (1: the
+        plain mean shift; 0 at strength 1: the target class's mean code). Returns B x 3 x S x S
+        in [0, 1]."""
         check_edit(levels, region, keep)
         x = as_model_input(images, self.model)
         codes = self.model.encode_levels(x)

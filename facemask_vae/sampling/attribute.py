@@ -32,8 +32,8 @@ import torch
 LEVELS = ("all", "top")
 #: where on the spatial levels an edit moves the codes: below the upper face, or everywhere
 REGIONS = ("lower", "all")
-#: how much of a face's own spatial code (its offset from its class's mean) an edit keeps where
-#: it acts: 1 is the plain mean shift, 0 the target class's mean code
+#: how much of a face's own spatial code (its offset from the mean of the class it is taken
+#: from) an edit keeps where it acts: 1 is the plain mean shift, 0 keeps none of it
 KEEP = 0.5
 
 
@@ -91,7 +91,7 @@ def check_edit(levels: str, region: str, keep: float = KEEP) -> None:
     if isinstance(keep, bool) or not isinstance(keep, int | float) or not 0 <= keep <= 1:
         raise ValueError(
             f"keep must be a number in [0, 1], got {keep!r}: 1 keeps the face's own code (the "
-            "plain mean shift), 0 replaces it by the target class's mean"
+            "plain mean shift), 0 starts from the class mean (at strength 1: the target's)"
         )
 
 
@@ -134,8 +134,8 @@ class MaskAttribute:
         """Codes of every level (B x ... each, top first) moved ``strength`` class-mean
         differences towards ``mask`` (True: with a mask), at every level or the top alone; on
         spatial levels (B x C x H x W) below the upper face only (``region="lower"``) or
-        everywhere (``"all"``), keeping ``keep`` of each face's offset from its class's mean
-        there (the rest is pulled to the class mean first; the top latent keeps all of it)."""
+        everywhere (``"all"``), keeping ``keep`` of each face's offset from the mean of the class
+        it is taken from (without a mask for ``mask=True``) there; the top latent keeps all."""
         check_edit(levels, region, keep)
         if len(codes) != len(self.means[0]):
             raise ValueError(
@@ -146,8 +146,8 @@ class MaskAttribute:
         out = []
         for i, c in enumerate(codes):
             if levels == "all" or i == 0:
-                step = sign * float(strength) * self.direction(i)
-                if c.dim() == 4:  # spatial: also let go of part of the face's own code
+                step = sign * float(strength) * self.direction(i).to(c)
+                if c.dim() == 4 and keep != 1:  # spatial: let go of part of the face's own code
                     source = self.means[0 if mask else 1][i].to(c)
                     step = step - (1.0 - float(keep)) * (c - source)
                 c = c + self._region(step, region).to(c)
@@ -171,7 +171,8 @@ class MaskAttribute:
 
     @property
     def spatial(self) -> bool:
-        """Whether any level's codes are spatial (C x H x W): where ``region`` matters."""
+        """Whether any level's codes are spatial (C x H x W): where ``region`` and ``keep``
+        matter."""
         return any(m.dim() == 3 for m in self.means[0])
 
     @property

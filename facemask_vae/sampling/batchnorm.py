@@ -5,8 +5,8 @@ Training gathers the decoder's BN statistics on posterior codes; codes from the 
 fitted sampler at a temperature) give other activations, and normalising them with the wrong
 statistics is a large part of the blotches in prior samples. :func:`estimate_bn_stats` runs the
 decoder in train mode on sampled codes and returns fresh statistics without touching the
-module's own; :class:`SamplingStats` caches them per (sampler, temperature) and swaps them in
-around a sampling pass.
+module's own; :class:`SamplingStats` caches them per (sampler's ``bn_source``, temperature) and
+swaps them in around a sampling pass.
 """
 
 from __future__ import annotations
