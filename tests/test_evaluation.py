@@ -294,6 +294,49 @@ def test_best_by_fid_measures_every_setting_and_picks_the_lowest_fid(
         assert ctx.values[name]["samples.fid_best"] == 1.0
 
 
+def test_one_class_samples_are_compared_with_unconditional_draws_against_the_same_class(
+    evaluated, tmp_path, monkeypatch
+):
+    """With a stand-in FID that reads which class's test images it is given, and whether the
+    sample set is the one-class or the unconditional one: each FID uses its class's reference,
+    and the comparison uses the run's draws not cut to a class, with features computed once."""
+    from facemask_vae.evaluation.editing import section_editing
+
+    calls = []
+
+    class FakeFid:
+        timing = "editing: of which FID/KID"
+
+        def inc(self, images, desc):
+            calls.append(desc)
+            return images.flatten(1)[:, :4]
+
+        def __call__(self, images, desc, feats=None, ref=None):
+            every = desc.endswith("unconditional")
+            assert every == (feats is not None)  # the unconditional set's features, reused
+            return {"fid": 100 * float(ref[0]) + every}
+
+        def real_features(self, images, labels, what):
+            return torch.full((1,), float(labels[0]))  # the class, as the stand-in reads it
+
+    def create(cls, ctx, section="samples"):
+        ctx.timings[FakeFid.timing] = 0.0
+        return FakeFid()
+
+    monkeypatch.setattr(SampleFid, "create", classmethod(create))
+    _, args = evaluated
+    keep = [a for a in args if not a.startswith(("hydra.", "sections=", "edit_fid="))]
+    cfg = compose_config([*keep, "sections=[editing]", "edit_fid=true"], tmp_path, name="eval")
+    ctx = load_everything(cfg, tmp_path)
+    section_editing(ctx)
+    for name in ("vae_unet-linear", "ae"):
+        got = ctx.values[name]
+        assert (got["cond.fid_mask"], got["cond.fid_nomask"]) == (100.0, 0.0)
+        assert (got["cond.fid_mask_uncond"], got["cond.fid_nomask_uncond"]) == (101.0, 1.0)
+        assert got["cond.fd_cnn_mask_uncond"] != got["cond.fd_cnn_mask"]
+    assert sum(d.endswith("unconditional") for d in calls) == 2  # once per model
+
+
 def test_the_augmented_probe_adds_seeded_augmented_copies_and_leaves_the_plain_probe(
     evaluated, tmp_path, monkeypatch
 ):

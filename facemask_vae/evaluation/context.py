@@ -36,7 +36,7 @@ STREAMS = {
     "sampler_subset": 5,  # the training images the fitted samplers see (sampler_fit_max)
     "shifts": 17,  # the shifted test copies: + the shift's place in SHIFTS
     "probe_augment": 31,  # the augmented probe's training copies
-    "editing": 41,  # the test faces edited (+ 1 and 0: the conditional samples of each class)
+    "editing": 41,  # the faces edited (+ 1, + 0: one-class samples; + 2: unconditional ones)
 }
 
 T = TypeVar("T")

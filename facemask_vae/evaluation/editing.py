@@ -14,6 +14,7 @@ import torch
 from facemask_vae import metrics as M
 from facemask_vae import report as R
 from facemask_vae.config import ConfigError
+from facemask_vae.evaluation.conditional import conditional_samples
 from facemask_vae.evaluation.context import REFERENCE, Context, batches
 from facemask_vae.evaluation.sample_fid import SampleFid
 from facemask_vae.sampling.attribute import KEEP, class_mean_images, upper_face_rows
@@ -178,55 +179,12 @@ def section_editing(ctx: Context) -> None:
                             torch.cat([edited[d][:4] for d in picks]),
                         )
                     )
-        _conditional(ctx, i, fid, refs)
+        conditional_samples(ctx, i, fid, refs)
     pasted = {d: paste_lower_face(originals[d], means[target], rows) for d, target, _ in DIRECTIONS}
     record(REFERENCE, dict.fromkeys(SETTING), pasted)
     shown.append(("pasted mean lower face", torch.cat([pasted[d][:4] for d in picks])))
     ctx.tables["editing"] = table
     _report(ctx, table, shown, rows)
-
-
-def _conditional(
-    ctx: Context, i: int, fid: SampleFid | None, refs: dict[int, torch.Tensor]
-) -> None:
-    """Run ``i``'s class-conditional samples: the CNN's accuracy on them, their domain FD (and
-    FID) to the real test images of the class."""
-    name, run, n = ctx.names[i], ctx.runs[i], int(ctx.cfg.edit_samples)
-    confidence = ctx.cfg.get("edit_confidence")
-    ctx.put(
-        name,
-        "cond.confidence",
-        CONFIDENCE if confidence is None else float(confidence),
-        "conditional samples: the probe confidence a draw needs",
-    )
-    for label, word in ((1, "mask"), (0, "nomask")):
-        images = run.sample(
-            n,
-            seed=ctx.seed("editing", label),
-            mask=bool(label),
-            bn_batches=int(ctx.cfg.get("sampling_bn_batches", 20)),
-            confidence=confidence,
-        ).cpu()
-        feats, probs = ctx.cnn_predict(images)
-        ctx.put(
-            name,
-            f"cond.acc_{word}",
-            ((probs > 0.5).long() == label).float().mean(),
-            f"conditional samples ({word}): share the CNN calls {word}",
-        )
-        ctx.put(
-            name,
-            f"cond.fd_cnn_{word}",
-            M.frechet_distance(feats, ctx.cnn_test_feats[ctx.y_test == label]),
-            f"conditional samples ({word}): domain FD to that class's test images",
-        )
-        if fid is not None:
-            ctx.put(
-                name,
-                f"cond.fid_{word}",
-                fid(images, f"{name}: {word}", ref=refs[label])["fid"],
-                f"conditional samples ({word}): FID to that class's test images",
-            )
 
 
 LABELS = {
