@@ -4,7 +4,7 @@ Files are relative to docs/results/. scripts/results_tables.py renders these; a 
 a value its report does not hold fails with the file, run and key.
 """
 
-from results_tables import One, Row, Seeds, Table, Text
+from results_tables import One, Pair, Row, Seeds, Table, Text
 
 AVV = "ae_vs_vae/metrics.json"  # section 1 of the notebook: the four models at seed 42
 SEEDS = "seeds.json"  # the training's own test metrics, seeds 42, 1 and 2
@@ -365,6 +365,10 @@ def _hl_row(label: str, key: str, fmt: str, skip: tuple[int, ...] = ()) -> tuple
     return (label, cells)
 
 
+def _both(file: str, run: str, a: str, b: str) -> Pair:
+    return Pair(One(file, run, a, ".0%"), One(file, run, b, ".0%"))
+
+
 HEADLINE = Table(
     _HL_HEAD,
     (
@@ -379,16 +383,26 @@ HEADLINE = Table(
         _hl_row("mask from the latent: linear probe", "probe.logreg.accuracy", ".3f"),
         _hl_row("edit, mask put on: flipped", "edit.flip_on", ".0%"),
         _hl_row("edit, mask taken off: flipped", "edit.flip_off", ".0%"),
+        (
+            "one-class samples, right class: mask / no mask",
+            tuple(_both(HL, r, "cond.acc_mask", "cond.acc_nomask") for r in _HL_RUNS),
+        ),
     ),
 )
 
 
-def _hl_edit_row(label: str, key: str, fmt: str) -> tuple:
-    cells = [One(HL, r, key, fmt) for r in _HL_RUNS]
-    if key.startswith("edit.psnr"):
+#: the headline report before one-class draws took their base sampler's BN statistics
+OWN_BN = "editing_own_bn/metrics.json"
+
+
+def _hl_edit_pair(label: str, a: str, b: str, fmt: str) -> tuple:
+    """A row of "a / b" cells (mask on / off, or two sample sets), the pasted baseline last."""
+    cells = [Pair(One(HL, r, a, fmt), One(HL, r, b, fmt)) for r in _HL_RUNS]
+    if a.startswith("edit.psnr"):
         cells.append(Text("unchanged"))  # the baseline keeps the upper face exactly
-    elif key.startswith("edit.") and "recon" not in key:
-        cells.append(One(HL, "data (reference)", key, fmt))
+    elif a.startswith("edit."):
+        ref = "data (reference)"
+        cells.append(Pair(One(HL, ref, a, fmt), One(HL, ref, b, fmt)))
     else:
         cells.append(Text())
     return (label, tuple(cells))
@@ -397,31 +411,45 @@ def _hl_edit_row(label: str, key: str, fmt: str) -> tuple:
 EDITING = Table(
     (*_HL_HEAD, "pasted mean lower face"),
     (
-        _hl_edit_row("mask put on: flipped", "edit.flip_on", ".0%"),
-        _hl_edit_row("mask taken off: flipped", "edit.flip_off", ".0%"),
-        _hl_edit_row("upper-face PSNR, mask on (dB)", "edit.psnr_upper_on", ".1f"),
-        _hl_edit_row("upper-face PSNR, mask off (dB)", "edit.psnr_upper_off", ".1f"),
+        _hl_edit_pair("mask on / off: flipped", "edit.flip_on", "edit.flip_off", ".0%"),
+        _hl_edit_pair(
+            "upper-face PSNR, on / off (dB)", "edit.psnr_upper_on", "edit.psnr_upper_off", ".1f"
+        ),
         (
             "upper-face PSNR of the reconstruction (dB)",
             (*(One(HL, r, "edit.psnr_upper_recon", ".1f") for r in _HL_RUNS), Text()),
         ),
-        _hl_edit_row("FID of the edits, mask on", "edit.fid_on", ".0f"),
-        _hl_edit_row("FID of the edits, mask off", "edit.fid_off", ".0f"),
-        (
-            "one-class samples: the probe's confidence",
-            (*(One(HL, r, "cond.confidence", ".2f") for r in _HL_RUNS), Text()),
+        _hl_edit_pair("FID of the edits, on / off", "edit.fid_on", "edit.fid_off", ".0f"),
+        _hl_edit_pair(
+            "one-class samples (P > 0.99), right class: mask / no mask",
+            "cond.acc_mask",
+            "cond.acc_nomask",
+            ".0%",
         ),
-        _hl_edit_row("one-class samples, mask: right class", "cond.acc_mask", ".0%"),
-        _hl_edit_row("one-class samples, no mask: right class", "cond.acc_nomask", ".0%"),
-        _hl_edit_row("their FID, mask", "cond.fid_mask", ".0f"),
-        _hl_edit_row("their FID, no mask", "cond.fid_nomask", ".0f"),
+        (
+            "the same, own BN statistics (before)",
+            (*(_both(OWN_BN, r, "cond.acc_mask", "cond.acc_nomask") for r in _HL_RUNS), Text()),
+        ),
+        _hl_edit_pair(
+            "FID to the mask test images: one-class / unconditional draws",
+            "cond.fid_mask",
+            "cond.fid_mask_uncond",
+            ".0f",
+        ),
+        _hl_edit_pair(
+            "FID to the no-mask test images: one-class / unconditional draws",
+            "cond.fid_nomask",
+            "cond.fid_nomask_uncond",
+            ".0f",
+        ),
     ),
 )
 
-_VARIANT_ROWS = (
-    ("below the upper face (default)", "all", "lower"),
-    ("whole face", "all", "all"),
-    ("top latent only", "top", "all"),
+_VARIANT_ROWS = (  # name, levels, region, keep, strengths
+    ("below the upper face, keeping half its code (default)", "all", "lower", 0.5, (1.0, 2.0)),
+    ("below the upper face, plain mean shift", "all", "lower", 1.0, (1.0, 2.0)),
+    ("whole face, plain mean shift", "all", "all", 1.0, (1.0,)),
+    ("top latent only", "top", "all", 1.0, (1.0,)),
 )
 EDIT_VARIANTS = Table(
     (
@@ -442,6 +470,7 @@ EDIT_VARIANTS = Table(
                         ("model", "vae_unet-linear"),
                         ("levels", levels),
                         ("region", region),
+                        ("keep", keep),
                         ("strength", strength),
                     ),
                     key,
@@ -455,8 +484,8 @@ EDIT_VARIANTS = Table(
                 )
             ),
         )
-        for name, levels, region in _VARIANT_ROWS
-        for strength in (1.0, 2.0)
+        for name, levels, region, keep, strengths in _VARIANT_ROWS
+        for strength in strengths
     ),
 )
 

@@ -108,6 +108,17 @@ class Seeds:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """Two cells in one, "a / b": e.g. one setting measured in two directions."""
+
+    a: One | Row
+    b: One | Row
+
+    def text(self) -> str:
+        return f"{self.a.text()} / {self.b.text()}"
+
+
+@dataclass(frozen=True)
 class Text:
     """A fixed cell: a label or a dash, never a measured number."""
 
