@@ -39,19 +39,11 @@ def conditional_samples(
         ctx.timings[fid.timing] += round(time.perf_counter() - t0, 2)
     for label, word in ((1, "mask"), (0, "nomask")):
         real = ctx.cnn_test_feats[ctx.y_test == label]
-        ctx.put(
-            name,
-            f"cond.fd_cnn_{word}_uncond",
-            M.frechet_distance(every_feats, real),
-            f"unconditional samples: domain FD to the {word} test images (the comparison)",
-        )
+        fid_every = None
         if every_inc is not None:
-            ctx.put(
-                name,
-                f"cond.fid_{word}_uncond",
-                fid(every, f"{name}: unconditional", feats=every_inc, ref=refs[label])["fid"],
-                f"unconditional samples: FID to the {word} test images (the comparison)",
-            )
+            fid_every = fid(every, f"{name}: unconditional", feats=every_inc, ref=refs[label])
+        what = f"unconditional samples (the comparison), to the {word} test images"
+        _put(ctx, name, f"{word}_uncond", what, M.frechet_distance(every_feats, real), fid_every)
         images = run.sample(
             n,
             seed=ctx.seed("editing", label),
@@ -66,16 +58,13 @@ def conditional_samples(
             ((probs > 0.5).long() == label).float().mean(),
             f"conditional samples ({word}): share the CNN calls {word}",
         )
-        ctx.put(
-            name,
-            f"cond.fd_cnn_{word}",
-            M.frechet_distance(feats, real),
-            f"conditional samples ({word}): domain FD to that class's test images",
-        )
-        if fid is not None:
-            ctx.put(
-                name,
-                f"cond.fid_{word}",
-                fid(images, f"{name}: {word}", ref=refs[label])["fid"],
-                f"conditional samples ({word}): FID to that class's test images",
-            )
+        fid_own = None if fid is None else fid(images, f"{name}: {word}", ref=refs[label])
+        what = f"conditional samples ({word}), to that class's test images"
+        _put(ctx, name, word, what, M.frechet_distance(feats, real), fid_own)
+
+
+def _put(ctx: Context, name: str, key: str, what: str, fd: float, fid: dict | None) -> None:
+    """A sample set's domain FD and, when measured, its FID (``SampleFid``'s result)."""
+    ctx.put(name, f"cond.fd_cnn_{key}", fd, f"{what}: domain FD")
+    if fid is not None:
+        ctx.put(name, f"cond.fid_{key}", fid["fid"], f"{what}: FID")
