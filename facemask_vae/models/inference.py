@@ -95,9 +95,10 @@ class InferenceAPI:
         at ``skip_temperature`` (None: ``temperature``; 0: the priors' means).
 
         ``sampling_bn``: normalise with BN statistics re-estimated on samples of the sampler's
-        ``bn_source`` (itself, or the base a one-class sampler is cut from) at this temperature (cached until the weights change; see :mod:`facemask_vae.sampling`);
-        False uses the statistics gathered in training, on posterior codes. ``bn_batches``
-        overrides ``sampling_bn_batches`` (batches of ``sampling_bn_batch`` samples) for a cheaper
+        ``bn_source`` (itself, or the base a one-class sampler is cut from) at this temperature
+        (cached until the weights change; see :mod:`facemask_vae.sampling`); False uses the
+        statistics gathered in training, on posterior codes. ``bn_batches`` overrides
+        ``sampling_bn_batches`` (batches of ``sampling_bn_batch`` samples) for a cheaper
         estimate, as the image callback makes every epoch.
 
         A sampler with ``all_levels`` (a density fitted to the codes of every level, e.g.
