@@ -150,7 +150,7 @@ class MaskAttribute:
                 if c.dim() == 4 and keep != 1:  # spatial: let go of part of the face's own code
                     source = self.means[0 if mask else 1][i].to(c)
                     step = step - (1.0 - float(keep)) * (c - source)
-                c = c + self._region(step, region).to(c)
+                c = c + self._region(step, region)
             out.append(c)
         return out
 
