@@ -1,4 +1,5 @@
-"""The results tables of README.md and docs/results.md: which report, run and key fills each cell.
+"""The results tables of README.md, docs/results.md and docs/longer_training.md: which report,
+run and key fills each cell.
 
 Files are relative to docs/results/. scripts/results_tables.py renders these; a table that names
 a value its report does not hold fails with the file, run and key.
@@ -490,3 +491,54 @@ EDIT_VARIANTS = Table(
 )
 
 TABLES |= {"headline": HEADLINE, "editing": EDITING, "edit_variants": EDIT_VARIANTS}
+
+# -- docs/longer_training.md: the two best generators at 10 and at 50 epochs ------------------
+
+#: (column, report, run): each model's two budgets are evaluated together in one report
+_LONG = (
+    ("VAE, 10 epochs", "long_vae/metrics.json", "vae-e10"),
+    ("VAE, 50 epochs", "long_vae/metrics.json", "vae-e50"),
+)
+
+
+def _long_row(label: str, key: str, fmt: str) -> tuple:
+    return (label, tuple(One(file, run, key, fmt) for _, file, run in _LONG))
+
+
+def _long_pair(label: str, a: str, b: str, fmt_a: str, fmt_b: str) -> tuple:
+    cells = tuple(Pair(One(f, r, a, fmt_a), One(f, r, b, fmt_b)) for _, f, r in _LONG)
+    return (label, cells)
+
+
+LONGER = Table(
+    ("", *(c for c, _, _ in _LONG)),
+    (
+        _long_row("best checkpoint's epoch (from 0)", "model.epoch", ".0f"),
+        _long_pair(
+            "validation -ELBO (nats/image): best / last epoch",
+            "train.best_val_loss",
+            "train.val_loss",
+            ",.0f",
+            ",.0f",
+        ),
+        _long_row("training -ELBO, last epoch (nats/image)", "train.train_loss", ",.0f"),
+        _long_row("test -ELBO, best checkpoint (nats/image)", "recon.neg_elbo", ",.0f"),
+        _long_row("-log p(x), IWAE k = 32 (bits/dim, 8-bit)", "recon.iwae_bpd8", ".2f"),
+        _long_row("PSNR (dB)", "recon.psnr", ".2f"),
+        _long_row("FID, N(0, I) prior", "samples.fid", ".0f"),
+        _long_row("the run's own sampler", "samples.run_sampler", ""),
+        _long_row("FID, the run's own sampler", "samples.fid_best", ".0f"),
+        ("FID, best fitted sampler, 3 seeds (notebook)", (BEST_SAMPLER["vae"], Text())),
+        _long_pair(
+            "precision / recall, the run's own sampler",
+            "samples.precision_best",
+            "samples.recall_best",
+            ".2f",
+            ".3f",
+        ),
+        _long_row("mask from the latent: linear probe", "probe.logreg.accuracy", ".3f"),
+        _long_row("active units, top latent", "latent.active_units", ""),
+    ),
+)
+
+TABLES |= {"longer": LONGER}

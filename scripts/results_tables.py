@@ -1,4 +1,4 @@
-"""Write the results tables of README.md and docs/results.md from the committed metrics.json files.
+"""Write the results tables of README.md and docs/ from the committed metrics.json files.
 
 Every table sits between `<!-- table: NAME -->` and `<!-- /table -->` and is rewritten from the
 reports under docs/results/, so a number on those pages cannot drift from its source:
@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-PAGES = ("README.md", "docs/results.md")
+PAGES = ("README.md", "docs/results.md", "docs/longer_training.md")
 BLOCK = re.compile(r"(<!-- table: ([\w-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
