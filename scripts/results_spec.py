@@ -528,7 +528,11 @@ LONGER = Table(
         _long_row("FID, N(0, I) prior", "samples.fid", ".0f"),
         _long_row("the run's own sampler", "samples.run_sampler", ""),
         _long_row("FID, the run's own sampler", "samples.fid_best", ".0f"),
-        ("FID, best fitted sampler, 3 seeds (notebook)", (BEST_SAMPLER["vae"], Text())),
+        ("FID, `gmm` 30 comp., T 0.6, 3 seeds (notebook)", (BEST_SAMPLER["vae"], Text())),
+        (
+            "FID of 800 real validation images to the test images (a floor)",
+            tuple(One(f, "data (reference)", "samples.fid", ".0f") for _, f, _ in _LONG),
+        ),
         _long_pair(
             "precision / recall, the run's own sampler",
             "samples.precision_best",
@@ -537,6 +541,7 @@ LONGER = Table(
             ".3f",
         ),
         _long_row("mask from the latent: linear probe", "probe.logreg.accuracy", ".3f"),
+        _long_row("mask from the latent: k-NN, k = 5", "latent.knn", ".3f"),
         _long_row("active units, top latent", "latent.active_units", ""),
     ),
 )
