@@ -492,7 +492,7 @@ EDIT_VARIANTS = Table(
 
 TABLES |= {"headline": HEADLINE, "editing": EDITING, "edit_variants": EDIT_VARIANTS}
 
-# -- docs/longer_training.md: the two best generators at 10 and at 50 epochs ------------------
+# -- docs/longer_training.md: the VAE and the coarse U-Net VAE at 10 and at 50 epochs ---------
 
 #: (column, report, run): each model's two budgets are evaluated together in one report
 _LONG = (
