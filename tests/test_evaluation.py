@@ -24,6 +24,7 @@ from facemask_vae.evaluation import (
     evaluate,
     load_everything,
     section_probes,
+    section_reconstruction,
     section_samples,
     section_shifts,
     section_skips,
@@ -292,6 +293,40 @@ def test_best_by_fid_measures_every_setting_and_picks_the_lowest_fid(
     for name in ("vae_unet-linear", "ae"):
         assert ctx.values[name]["samples.best"] == f"prior, T {favoured:g}"
         assert ctx.values[name]["samples.fid_best"] == 1.0
+
+
+def test_the_reconstruction_fid_scores_mean_reconstructions_of_the_val_images(
+    evaluated, tmp_path, monkeypatch
+):
+    """recon_fid: the FID is given each model's mean reconstructions of the val images: not the
+    images themselves, not the test images' reconstructions. Off by default."""
+    out, args = evaluated
+    assert not any(
+        "recon.fid" in v for v in json.loads((out / "metrics.json").read_text())["metrics"].values()
+    )
+
+    given = {}
+
+    class Recording:  # a stand-in FID that keeps what it is given
+        def __call__(self, images, desc, feats=None, ref=None):
+            given[desc.split(":")[0]] = images
+            return {"fid": float(len(given))}
+
+    monkeypatch.setattr(
+        SampleFid, "create", classmethod(lambda cls, ctx, section="samples": Recording())
+    )
+    keep = [a for a in args if not a.startswith(("hydra.", "sections="))]
+    overrides = [*keep, "sections=[reconstruction]", "recon_fid=true"]
+    ctx = load_everything(compose_config(overrides, tmp_path, name="eval"), tmp_path)
+    section_reconstruction(ctx)
+    val, test = ctx.floats(ctx.dm.dataset("val").images), ctx.floats(ctx.x_test)
+    for i, (name, run) in enumerate(zip(ctx.names, ctx.runs, strict=True)):
+        assert ctx.values[name]["recon.fid"] == i + 1
+        assert torch.allclose(given[name], run.model.reconstruct(val), atol=1e-5)
+    unet = ctx.runs[ctx.names.index("vae_unet-linear")].model  # it reconstructs faithfully
+    n = min(len(val), len(test))
+    assert not torch.allclose(given["vae_unet-linear"][:n], unet.reconstruct(test)[:n], atol=1e-2)
+    assert not torch.allclose(given["vae_unet-linear"], val, atol=1e-5)
 
 
 def test_one_class_samples_are_compared_with_unconditional_draws_against_the_same_class(

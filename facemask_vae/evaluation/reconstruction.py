@@ -1,4 +1,5 @@
-"""Section 1, reconstruction: MSE, PSNR, SSIM; negative ELBO and the IWAE bound for VAEs."""
+"""Section 1, reconstruction: MSE, PSNR, SSIM; negative ELBO and the IWAE bound for VAEs; with
+``recon_fid``, the FID of reconstructions: about the best its decoder lets samples score."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch
 from facemask_vae import metrics as M
 from facemask_vae import report as R
 from facemask_vae.evaluation.context import Context, batches
+from facemask_vae.evaluation.sample_fid import SampleFid
 from facemask_vae.evaluation.shared import test_pass
 from facemask_vae.models import VAE
 
@@ -68,6 +70,29 @@ def section_reconstruction(ctx: Context) -> None:
         "reconstruction from the posterior means of every latent level (one row per model).",
     )
     R.image_rows(rows, path)
+    if cfg.get("recon_fid"):
+        _reconstruction_fid(ctx)
+
+
+def _reconstruction_fid(ctx: Context) -> None:
+    """FID of each model's mean reconstructions of the other split's images (val when evaluating
+    on test) against the evaluation split: about what its samples would score from a perfect
+    latent sampler, one that draws the codes of unseen real images. Section 2's reference column
+    scores the real images themselves, so the two differ by what the decoder loses."""
+    fid = SampleFid.create(ctx, "reconstruction")
+    if fid is None:
+        return
+    other = "val" if ctx.cfg.split == "test" else "test"
+    x = ctx.dm.dataset(other).images
+    label = f"FID of mean reconstructions of the {len(x)} {other} images (~ a perfect sampler)"
+    for name, run in zip(ctx.names, ctx.runs, strict=True):
+        rec = torch.cat(
+            [
+                run.model.reconstruct(ctx.floats(x[b])).cpu()
+                for b in batches(len(x), ctx.bs, f"{name}: reconstructing the {other} images")
+            ]
+        )
+        ctx.put(name, "recon.fid", fid(rec, f"{name}: {other} reconstructions")["fid"], label)
 
 
 def _iwae(ctx: Context, model: VAE, idx: torch.Tensor, k: int, name: str) -> torch.Tensor:
