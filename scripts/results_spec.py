@@ -528,6 +528,9 @@ LONGER = Table(
         _long_row("FID, N(0, I) prior", "samples.fid", ".0f"),
         _long_row("the run's own sampler", "samples.run_sampler", ""),
         _long_row("FID, the run's own sampler", "samples.fid_best", ".0f"),
+        _long_row(
+            "FID of mean reconstructions of val images (~ a perfect sampler)", "recon.fid", ".0f"
+        ),
         ("FID, `gmm` 30 comp., T 0.6, 3 seeds (notebook)", (BEST_SAMPLER["vae"], Text())),
         (
             "FID of 800 real validation images to the test images (a floor)",
