@@ -214,7 +214,9 @@ METHODS = """\
 - **Reconstruction**: mean reconstructions decode the posterior means of every latent level.
   MSE is per pixel on images in [0, 1]; PSNR (dB) and SSIM (torchmetrics, Gaussian 11x11
   window) are computed per image and averaged; PSNR is capped at {psnr_cap:g} dB (identical
-  images have MSE 0, where torchmetrics returns inf).
+  images have MSE 0, where torchmetrics returns inf). With `recon_fid`, the FID of the mean
+  reconstructions of the other split's images against the {split} images, beside that of the
+  real images themselves: about what a sampler of every latent level's codes could score.
 - **Likelihoods** are in nats per image (summed over 3 x H x W = {n_dims} dimensions). The
   reconstruction NLL and the negative ELBO use one posterior sample per image with the
   analytic KL of every level. The IWAE bound (on a seeded subset of {n_iwae} images, beside

@@ -295,38 +295,51 @@ def test_best_by_fid_measures_every_setting_and_picks_the_lowest_fid(
         assert ctx.values[name]["samples.fid_best"] == 1.0
 
 
-def test_the_reconstruction_fid_scores_mean_reconstructions_of_the_val_images(
-    evaluated, tmp_path, monkeypatch
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_the_reconstruction_fid_scores_mean_reconstructions_of_the_other_split(
+    evaluated, tmp_path, monkeypatch, split
 ):
-    """recon_fid: the FID is given each model's mean reconstructions of the val images: not the
-    images themselves, not the test images' reconstructions. Off by default."""
+    """recon_fid: the FID is given each model's mean reconstructions of the other split's images
+    (not the images themselves, not the evaluation split's), and the reference column those
+    real images' features. Off by default."""
     out, args = evaluated
-    assert not any(
-        "recon.fid" in v for v in json.loads((out / "metrics.json").read_text())["metrics"].values()
-    )
-
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert not any("recon.fid" in v for v in metrics.values())
     given = {}
 
     class Recording:  # a stand-in FID that keeps what it is given
         def __call__(self, images, desc, feats=None, ref=None):
-            given[desc.split(":")[0]] = images
+            given[desc.split(":")[0]] = images if feats is None else feats
             return {"fid": float(len(given))}
+
+        def real_features(self, images, labels, what):
+            return ("features of", what, len(images))
 
     monkeypatch.setattr(
         SampleFid, "create", classmethod(lambda cls, ctx, section="samples": Recording())
     )
-    keep = [a for a in args if not a.startswith(("hydra.", "sections="))]
-    overrides = [*keep, "sections=[reconstruction]", "recon_fid=true"]
+    keep = [a for a in args if not a.startswith(("hydra.", "sections=", "split="))]
+    overrides = [*keep, "sections=[reconstruction]", "recon_fid=true", f"split={split}"]
     ctx = load_everything(compose_config(overrides, tmp_path, name="eval"), tmp_path)
     section_reconstruction(ctx)
-    val, test = ctx.floats(ctx.dm.dataset("val").images), ctx.floats(ctx.x_test)
+    other = {"test": "val", "val": "test"}[split]
+    images = ctx.dm.dataset(other).images
+    assert given[f"real {other} images"] == ("features of", other, len(images))
+    assert ctx.values[REFERENCE]["recon.fid"] == 1.0
+    x, own = ctx.floats(images), ctx.floats(ctx.x_test)
     for i, (name, run) in enumerate(zip(ctx.names, ctx.runs, strict=True)):
-        assert ctx.values[name]["recon.fid"] == i + 1
-        assert torch.allclose(given[name], run.model.reconstruct(val), atol=1e-5)
+        assert ctx.values[name]["recon.fid"] == i + 2
+        assert torch.allclose(given[name], run.model.reconstruct(x), atol=1e-5)
     unet = ctx.runs[ctx.names.index("vae_unet-linear")].model  # it reconstructs faithfully
-    n = min(len(val), len(test))
-    assert not torch.allclose(given["vae_unet-linear"][:n], unet.reconstruct(test)[:n], atol=1e-2)
-    assert not torch.allclose(given["vae_unet-linear"], val, atol=1e-5)
+    n = min(len(x), len(own))
+    assert not torch.allclose(given["vae_unet-linear"][:n], unet.reconstruct(own)[:n], atol=1e-2)
+    assert not torch.allclose(given["vae_unet-linear"], x, atol=1e-5)
+    # skips that are encoder features are not latents a sampler could draw: no number, a note
+    unet.config.skip = "deterministic"
+    ctx.values.clear()
+    section_reconstruction(ctx)
+    assert "recon.fid" not in ctx.values["vae_unet-linear"] and "recon.fid" in ctx.values["ae"]
+    assert any("no reconstruction FID" in n for n in ctx.notes["reconstruction"])
 
 
 def test_one_class_samples_are_compared_with_unconditional_draws_against_the_same_class(

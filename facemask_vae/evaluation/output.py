@@ -74,7 +74,7 @@ def write_report(ctx: Context, command: str, titles: Sequence[tuple[str, str]]) 
         f"{'bf16 autocast' if cfg.get('fid_precision') == 'bf16' else 'float32'}); KID is the "
         "unbiased polynomial-kernel MMD^2 "
         f"averaged over 50 subsets of {int(cfg.kid_subset_size)} (or fewer)."
-        if any("samples.fid" in v for v in ctx.values.values())
+        if any("samples.fid" in v or "recon.fid" in v for v in ctx.values.values())
         else ""
     )
     lines.append(
