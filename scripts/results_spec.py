@@ -498,11 +498,17 @@ TABLES |= {"headline": HEADLINE, "editing": EDITING, "edit_variants": EDIT_VARIA
 _LONG = (
     ("VAE, 10 epochs", "long_vae/metrics.json", "vae-e10"),
     ("VAE, 50 epochs", "long_vae/metrics.json", "vae-e50"),
+    ("U-Net VAE, coarse latents, 10 epochs", "long_coarse/metrics.json", "vae_unet_coarse-e10"),
+    ("U-Net VAE, coarse latents, 50 epochs", "long_coarse/metrics.json", "vae_unet_coarse-e50"),
 )
 
 
-def _long_row(label: str, key: str, fmt: str) -> tuple:
-    return (label, tuple(One(file, run, key, fmt) for _, file, run in _LONG))
+def _long_row(label: str, key: str, fmt: str, unet_only: bool = False) -> tuple:
+    cells = tuple(
+        Text() if unet_only and not run.startswith("vae_unet") else One(file, run, key, fmt)
+        for _, file, run in _LONG
+    )
+    return (label, cells)
 
 
 def _long_pair(label: str, a: str, b: str, fmt_a: str, fmt_b: str) -> tuple:
@@ -531,7 +537,14 @@ LONGER = Table(
         _long_row(
             "FID of mean reconstructions of val images (~ a perfect sampler)", "recon.fid", ".0f"
         ),
-        ("FID, `gmm` 30 comp., T 0.6, 3 seeds (notebook)", (BEST_SAMPLER["vae"], Text())),
+        (
+            "FID, the notebook's best fitted sampler, 3 seeds",
+            (BEST_SAMPLER["vae"], Text(), BEST_SAMPLER["coarse"], Text()),
+        ),
+        (
+            "that sampler",
+            (Text("`gmm`, 30 comp., T 0.6"), Text(), Text("`two_stage_all`, T 1"), Text()),
+        ),
         (
             "FID of 800 real validation images to the test images (a floor)",
             tuple(One(f, "data (reference)", "samples.fid", ".0f") for _, f, _ in _LONG),
@@ -546,6 +559,8 @@ LONGER = Table(
         _long_row("mask from the latent: linear probe", "probe.logreg.accuracy", ".3f"),
         _long_row("mask from the latent: k-NN, k = 5", "latent.knn", ".3f"),
         _long_row("active units, top latent", "latent.active_units", ""),
+        _long_row("share of the KL in the top latent", "skips.kl_top_share", ".1%", True),
+        _long_row("swap test: output change carried by the skips", "skips.swap_skips", ".2f", True),
     ),
 )
 
