@@ -565,3 +565,31 @@ LONGER = Table(
 )
 
 TABLES |= {"longer": LONGER}
+
+# the coarse 50-epoch run's sample FIDs under two eval seeds and two set sizes: how much of an FID
+# difference the eval's own draw and the number of images make
+_EVS = "long_coarse_evalseeds/{}/metrics.json"
+_EV_CELLS = (
+    ("long_coarse/metrics.json", "vae_unet_coarse-e50"),
+    (_EVS.format("n1000-s1"), "vae_unet_coarse-linear"),
+)
+_EV_800 = (
+    (_EVS.format("n800-s0"), "vae_unet_coarse-linear"),
+    (_EVS.format("n800-s1"), "vae_unet_coarse-linear"),
+)
+EVAL_NOISE = Table(
+    ("", "eval seed 0", "eval seed 1"),
+    tuple(
+        (label, tuple(One(f, r, key, ".1f") for f, r in cells))
+        for key, sampler in (
+            ("samples.fid_best", "the run's own sampler"),
+            ("samples.fid", "N(0, I)"),
+        )
+        for label, cells in (
+            (f"FID, {sampler}, 1,000 samples", _EV_CELLS),
+            (f"FID, {sampler}, 800 samples", _EV_800),
+        )
+    ),
+)
+
+TABLES |= {"longer_eval_noise": EVAL_NOISE}
