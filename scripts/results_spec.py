@@ -559,8 +559,13 @@ LONGER = Table(
         _long_row("mask from the latent: linear probe", "probe.logreg.accuracy", ".3f"),
         _long_row("mask from the latent: k-NN, k = 5", "latent.knn", ".3f"),
         _long_row("active units, top latent", "latent.active_units", ""),
-        _long_row("share of the KL in the top latent", "skips.kl_top_share", ".1%", True),
-        _long_row("swap test: output change carried by the skips", "skips.swap_skips", ".2f", True),
+        _long_row("share of the KL in the top latent", "skips.kl_top_share", ".1%", unet_only=True),
+        _long_row(
+            "swap test: output change carried by the skips",
+            "skips.swap_skips",
+            ".2f",
+            unet_only=True,
+        ),
     ),
 )
 
