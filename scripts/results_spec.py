@@ -574,7 +574,7 @@ TABLES |= {"longer": LONGER}
 # the coarse 50-epoch run's sample FIDs under two eval seeds and two set sizes: how much of an FID
 # difference the eval's own draw and the number of images make
 _EVS = "long_coarse_evalseeds/{}/metrics.json"
-_EV_CELLS = (
+_EV_1000 = (
     ("long_coarse/metrics.json", "vae_unet_coarse-e50"),
     (_EVS.format("n1000-s1"), "vae_unet_coarse-linear"),
 )
@@ -591,7 +591,7 @@ EVAL_NOISE = Table(
             ("samples.fid", "N(0, I)"),
         )
         for label, cells in (
-            (f"FID, {sampler}, 1,000 samples", _EV_CELLS),
+            (f"FID, {sampler}, 1,000 samples", _EV_1000),
             (f"FID, {sampler}, 800 samples", _EV_800),
         )
     ),
